@@ -1,0 +1,35 @@
+# The README's commands: `make book` builds the book, `make test` runs every test.
+# Both create the virtual environment in .venv first if it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MERMAID := book/_static/mermaid/mermaid.esm.min.mjs
+
+.PHONY: book test release clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+# Mermaid is served from the built site itself, never from a CDN: copy the
+# ES module and its chunks out of the pinned npm package.
+$(MERMAID): package.json package-lock.json
+	npm ci
+	rm -rf book/_static/mermaid
+	mkdir -p book/_static/mermaid/chunks
+	cp -r node_modules/mermaid/dist/chunks/mermaid.esm.min book/_static/mermaid/chunks/
+	cp node_modules/mermaid/dist/mermaid.esm.min.mjs $@
+
+book: $(BIN)/.installed $(MERMAID)
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+
+test: $(BIN)/.installed $(MERMAID)
+	$(BIN)/python -m pytest
+
+# Regenerate exercises/ from solutions/ (nbgrader generate_assignment).
+release: $(BIN)/.installed
+	$(BIN)/python -m autograder release
+
+clean:
+	rm -rf _build book/_static/mermaid

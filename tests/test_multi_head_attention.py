@@ -1,0 +1,325 @@
+"""Grading of the `multi_head_attention` assignment through real nbgrader.
+
+The solution must get full marks, the untouched release zero, every wrong
+implementation in WRONG must lose points in the test it names with a message
+that names the mistake, and every differently written correct one in CORRECT
+must get full marks.
+"""
+import pytest
+
+from grading import grade_catalog
+
+ASSIGNMENT = "multi_head_attention"
+MAX_POINTS = 15.0
+
+SDPA = "sdpa"
+SPLIT = "split_heads"
+MERGE = "merge_heads"
+MHA = "mha"
+
+# name: (answer cell, code, test cell that must lose its points, words in its message)
+WRONG = {
+    "sdpa_without_sqrt_dk": (SDPA, '''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+''', "test_sdpa_hidden", "not divided by sqrt(d_k)"),
+    "sdpa_divides_by_dk": (SDPA, '''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / q.size(-1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+''', "test_sdpa_hidden", "divided by d_k"),
+    "sdpa_softmax_over_queries": (SDPA, '''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-2)
+    return weights @ v, weights
+''', "test_sdpa_hidden", "softmax over the wrong axis"),
+    "sdpa_mask_after_softmax": (SDPA, '''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    return weights @ v, weights
+''', "test_sdpa_hidden", "before the softmax"),
+    "sdpa_mask_inverted": (SDPA, '''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+''', "test_sdpa_hidden", "mask is inverted"),
+    "split_reshape_without_transpose": (SPLIT, '''
+def split_heads(x, num_heads):
+    B, T, D = x.shape
+    return x.reshape(B, num_heads, T, D // num_heads)
+''', "test_split_heads_hidden", "view as [B, T, h, D/h], then transpose"),
+    "split_forgets_transpose": (SPLIT, '''
+def split_heads(x, num_heads):
+    B, T, D = x.shape
+    return x.view(B, T, num_heads, D // num_heads)
+''', "test_split_heads_hidden", "heads come before time"),
+    "split_interleaves_features": (SPLIT, '''
+def split_heads(x, num_heads):
+    B, T, D = x.shape
+    return x.view(B, T, D // num_heads, num_heads).permute(0, 3, 1, 2)
+''', "test_split_heads_hidden", "contiguous features"),
+    "merge_reshape_without_transpose": (MERGE, '''
+def merge_heads(x):
+    B, h, T, d_k = x.shape
+    return x.reshape(B, T, h * d_k)
+''', "test_merge_heads_hidden", "transpose(1, 2) first"),
+    "merge_interleaves_heads": (MERGE, '''
+def merge_heads(x):
+    B, h, T, d_k = x.shape
+    return x.permute(0, 2, 3, 1).reshape(B, T, h * d_k)
+''', "test_merge_heads_hidden", "interleaved"),
+    "merge_keeps_heads_apart": (MERGE, '''
+def merge_heads(x):
+    return x.transpose(1, 2)
+''', "test_merge_heads_hidden", "expected [B, T, h*d_k]"),
+    "mha_without_output_projection": (MHA, '''
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError("d_model must be divisible by num_heads")
+        self.num_heads = num_heads
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, query, key, value, mask=None):
+        q = split_heads(self.w_q(query), self.num_heads)
+        k = split_heads(self.w_k(key), self.num_heads)
+        v = split_heads(self.w_v(value), self.num_heads)
+        out, self.attn_weights = scaled_dot_product_attention(q, k, v, mask)
+        return merge_heads(out)
+''', "test_mha_hidden", "w_o is not applied"),
+    "mha_averages_head_weights": (MHA, '''
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError("d_model must be divisible by num_heads")
+        self.num_heads = num_heads
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, query, key, value, mask=None):
+        q = split_heads(self.w_q(query), self.num_heads)
+        k = split_heads(self.w_k(key), self.num_heads)
+        v = split_heads(self.w_v(value), self.num_heads)
+        out, weights = scaled_dot_product_attention(q, k, v, mask)
+        self.attn_weights = weights.mean(dim=1)
+        return self.w_o(merge_heads(out))
+''', "test_mha_hidden", "do not average over heads"),
+    "mha_values_from_w_k": (MHA, '''
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError("d_model must be divisible by num_heads")
+        self.num_heads = num_heads
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, query, key, value, mask=None):
+        q = split_heads(self.w_q(query), self.num_heads)
+        k = split_heads(self.w_k(key), self.num_heads)
+        v = split_heads(self.w_k(value), self.num_heads)
+        out, self.attn_weights = scaled_dot_product_attention(q, k, v, mask)
+        return self.w_o(merge_heads(out))
+''', "test_mha_hidden", "projected with w_k"),
+    "mha_ignores_mask": (MHA, '''
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError("d_model must be divisible by num_heads")
+        self.num_heads = num_heads
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, query, key, value, mask=None):
+        q = split_heads(self.w_q(query), self.num_heads)
+        k = split_heads(self.w_k(key), self.num_heads)
+        v = split_heads(self.w_v(value), self.num_heads)
+        out, self.attn_weights = scaled_dot_product_attention(q, k, v)
+        return self.w_o(merge_heads(out))
+''', "test_mha_hidden", "mask is ignored"),
+    "mha_no_divisibility_check": (MHA, '''
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(self, query, key, value, mask=None):
+        q = split_heads(self.w_q(query), self.num_heads)
+        k = split_heads(self.w_k(key), self.num_heads)
+        v = split_heads(self.w_v(value), self.num_heads)
+        out, self.attn_weights = scaled_dot_product_attention(q, k, v, mask)
+        return self.w_o(merge_heads(out))
+''', "test_mha_visible", "should raise ValueError"),
+}
+
+# Correct, but written differently from the solution: each must get full marks.
+CORRECT = {
+    "einsum_where_chunk_and_head_loop": {
+        SDPA: '''
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = torch.einsum("...qd,...kd->...qk", q, k) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = torch.where(mask, scores, torch.tensor(float("-inf")))
+    weights = F.softmax(scores, dim=-1)
+    return torch.einsum("...qk,...kd->...qd", weights, v), weights
+''',
+        SPLIT: '''
+def split_heads(x, num_heads):
+    return torch.stack(x.chunk(num_heads, dim=-1), dim=1)
+''',
+        MERGE: '''
+def merge_heads(x):
+    return torch.cat(x.unbind(dim=1), dim=-1)
+''',
+        MHA: '''
+class MultiHeadAttention(nn.Module):
+    """One head at a time, slicing the projection outputs, then concatenating."""
+
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        if d_model % num_heads != 0:
+            raise ValueError("num_heads must divide d_model")
+        self.h, self.d_k = num_heads, d_model // num_heads
+        self.w_q, self.w_k, self.w_v, self.w_o = (
+            nn.Linear(d_model, d_model, bias=bias) for _ in range(4))
+
+    def forward(self, query, key, value, mask=None):
+        q, k, v = self.w_q(query), self.w_k(key), self.w_v(value)
+        outs, maps = [], []
+        for i in range(self.h):
+            part = slice(i * self.d_k, (i + 1) * self.d_k)
+            o, w = scaled_dot_product_attention(q[..., part], k[..., part], v[..., part], mask)
+            outs.append(o)
+            maps.append(w)
+        self.attn_weights = torch.stack(maps, dim=1)
+        return self.w_o(torch.cat(outs, dim=-1))
+''',
+    },
+    "manual_softmax_permute_and_warnings": {
+        SDPA: '''
+import warnings
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    # A warning on every call must not cost marks.
+    warnings.warn("this implementation computes the softmax by hand", UserWarning)
+    scores = torch.matmul(q, k.transpose(-1, -2)) / (q.shape[-1] ** 0.5)
+    if mask is not None:
+        scores = scores.masked_fill(mask.logical_not(), -float("inf"))
+    scores = scores - scores.amax(dim=-1, keepdim=True)
+    e = scores.exp()
+    weights = e / e.sum(dim=-1, keepdim=True)
+    return torch.matmul(weights, v), weights
+''',
+        SPLIT: '''
+def split_heads(x, num_heads):
+    B, T, D = x.shape
+    return x.reshape(B, T, num_heads, -1).permute(0, 2, 1, 3)
+''',
+        MERGE: '''
+def merge_heads(x):
+    B, h, T, d_k = x.shape
+    return x.permute(0, 2, 1, 3).contiguous().view(B, T, -1)
+''',
+        MHA: '''
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model, num_heads, bias=True):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"{d_model} % {num_heads} != 0")
+        self.heads = num_heads
+        self.w_q = nn.Linear(d_model, d_model, bias)
+        self.w_k = nn.Linear(d_model, d_model, bias)
+        self.w_v = nn.Linear(d_model, d_model, bias)
+        self.w_o = nn.Linear(d_model, d_model, bias)
+
+    def forward(self, query, key, value, mask=None):
+        heads = [split_heads(F.linear(t, lin.weight, lin.bias), self.heads)
+                 for t, lin in ((query, self.w_q), (key, self.w_k), (value, self.w_v))]
+        out, weights = scaled_dot_product_attention(*heads, mask=mask)
+        self.attn_weights = weights
+        print("forward ran")  # output on stdout is harmless
+        return F.linear(merge_heads(out), self.w_o.weight, self.w_o.bias)
+''',
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    catalog = {name: {cell: code} for name, (cell, code, _, _) in WRONG.items()}
+    catalog.update(CORRECT)
+    return grade_catalog(ASSIGNMENT, tmp_path_factory.mktemp(ASSIGNMENT), catalog)
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_solution_gets_full_marks(graded):
+    result = graded["solution"]
+    assert result["max"] == MAX_POINTS
+    assert result["total"] == MAX_POINTS, result["tests"]
+
+
+def test_solution_notebook_runs_within_60_seconds(graded):
+    # The whole autograde of the solution: kernel start, every cell, every test.
+    assert graded["solution"]["seconds"] < 60
+
+
+def test_untouched_exercise_gets_zero(graded):
+    result = graded["untouched"]
+    assert result["max"] == MAX_POINTS
+    assert result["total"] == 0.0, result["tests"]
+
+
+@pytest.mark.parametrize("name", sorted(WRONG))
+def test_wrong_implementation_loses_points_with_a_message(graded, name):
+    _, _, test_cell, words = WRONG[name]
+    result = graded[name]
+    test = result["tests"][test_cell]
+    assert result["total"] < MAX_POINTS
+    assert test["score"] == 0.0, f"{test_cell} should fail for {name}: {test}"
+    assert any(words in m for m in test["messages"]), (
+        f"{test_cell} should say '{words}' for {name}, said {test['messages']}")
+
+
+@pytest.mark.parametrize("name", sorted(CORRECT))
+def test_differently_written_correct_implementation_gets_full_marks(graded, name):
+    result = graded[name]
+    assert result["total"] == MAX_POINTS, {
+        k: t for k, t in result["tests"].items() if t["score"] < t["max"]}
+
+
+def test_each_graded_item_has_three_cataloged_mistakes():
+    for cell in (SDPA, SPLIT, MERGE, MHA):
+        assert sum(c == cell for c, _, _, _ in WRONG.values()) >= 3, cell
