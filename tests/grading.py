@@ -30,6 +30,15 @@ def answer_cells(assignment):
     }
 
 
+def mutate(code, edits):
+    """`code` with each (old, new) of `edits` applied; each `old` must occur once,
+    so a catalog entry fails loudly when the solution it edits changes."""
+    for old, new in edits:
+        assert code.count(old) == 1, f"{old!r} occurs {code.count(old)} times in:\n{code}"
+        code = code.replace(old, new)
+    return code
+
+
 def make_submission(assignment, out_path, answers):
     """The released notebook with its answer cells set to `answers` ({grade_id: code});
     cells not named keep the released stub."""

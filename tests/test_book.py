@@ -184,3 +184,26 @@ def test_search_finds_a_term(page, server):
     assert any("multi_head_attention.html" in href for href in links), links
     page.screenshot(path=str(ARTIFACTS / "search_page.png"))
     assert page.outside == [], f"requests left localhost: {page.outside}"
+
+
+@pytest.mark.parametrize("cell, builds", [("1 / 0", False), ("1 / 1", True)])
+def test_a_notebook_that_raises_fails_the_build(tmp_path, cell, builds):
+    # The same configuration, on a one-page book; the page that divides by one
+    # is the control showing that only the error makes the build fail.
+    import nbformat
+
+    shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
+    (tmp_path / "book/_static").mkdir(parents=True)
+    (tmp_path / "book/intro.md").write_text("# Intro\n", encoding="utf-8")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Page"),
+                                         nbformat.v4.new_code_cell(cell)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "book/page.ipynb")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/page\n", encoding="utf-8")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", str(tmp_path), "--warningiserror", "--keep-going"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert (proc.returncode == 0) == builds, proc.stdout[-3000:] + proc.stderr[-2000:]
+    if not builds:
+        assert "ZeroDivisionError" in proc.stdout + proc.stderr

@@ -7,7 +7,7 @@ must get full marks.
 """
 import pytest
 
-from grading import grade_catalog
+from grading import answer_cells, grade_catalog, mutate
 
 ASSIGNMENT = "multi_head_attention"
 MAX_POINTS = 15.0
@@ -17,170 +17,55 @@ SPLIT = "split_heads"
 MERGE = "merge_heads"
 MHA = "mha"
 
-# name: (answer cell, code, test cell that must lose its points, words in its message)
+# Each mistake is the solution with one edit: name -> (answer cell,
+# [(solution text, replaced by)], test cell that must lose its points, words
+# its failure message must contain).
 WRONG = {
-    "sdpa_without_sqrt_dk": (SDPA, '''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
-    return weights @ v, weights
-''', "test_sdpa_hidden", "not divided by sqrt(d_k)"),
-    "sdpa_divides_by_dk": (SDPA, '''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / q.size(-1)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
-    return weights @ v, weights
-''', "test_sdpa_hidden", "divided by d_k"),
-    "sdpa_softmax_over_queries": (SDPA, '''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-2)
-    return weights @ v, weights
-''', "test_sdpa_hidden", "softmax over the wrong axis"),
-    "sdpa_mask_after_softmax": (SDPA, '''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
-    if mask is not None:
-        weights = weights.masked_fill(~mask, 0.0)
-    return weights @ v, weights
-''', "test_sdpa_hidden", "before the softmax"),
-    "sdpa_mask_inverted": (SDPA, '''
-def scaled_dot_product_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-    if mask is not None:
-        scores = scores.masked_fill(mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
-    return weights @ v, weights
-''', "test_sdpa_hidden", "mask is inverted"),
-    "split_reshape_without_transpose": (SPLIT, '''
-def split_heads(x, num_heads):
-    B, T, D = x.shape
-    return x.reshape(B, num_heads, T, D // num_heads)
-''', "test_split_heads_hidden", "view as [B, T, h, D/h], then transpose"),
-    "split_forgets_transpose": (SPLIT, '''
-def split_heads(x, num_heads):
-    B, T, D = x.shape
-    return x.view(B, T, num_heads, D // num_heads)
-''', "test_split_heads_hidden", "heads come before time"),
-    "split_interleaves_features": (SPLIT, '''
-def split_heads(x, num_heads):
-    B, T, D = x.shape
-    return x.view(B, T, D // num_heads, num_heads).permute(0, 3, 1, 2)
-''', "test_split_heads_hidden", "contiguous features"),
-    "merge_reshape_without_transpose": (MERGE, '''
-def merge_heads(x):
-    B, h, T, d_k = x.shape
-    return x.reshape(B, T, h * d_k)
-''', "test_merge_heads_hidden", "transpose(1, 2) first"),
-    "merge_interleaves_heads": (MERGE, '''
-def merge_heads(x):
-    B, h, T, d_k = x.shape
-    return x.permute(0, 2, 3, 1).reshape(B, T, h * d_k)
-''', "test_merge_heads_hidden", "interleaved"),
-    "merge_keeps_heads_apart": (MERGE, '''
-def merge_heads(x):
-    return x.transpose(1, 2)
-''', "test_merge_heads_hidden", "expected [B, T, h*d_k]"),
-    "mha_without_output_projection": (MHA, '''
-class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model, num_heads, bias=True):
-        super().__init__()
-        if d_model % num_heads:
-            raise ValueError("d_model must be divisible by num_heads")
-        self.num_heads = num_heads
-        self.w_q = nn.Linear(d_model, d_model, bias=bias)
-        self.w_k = nn.Linear(d_model, d_model, bias=bias)
-        self.w_v = nn.Linear(d_model, d_model, bias=bias)
-        self.w_o = nn.Linear(d_model, d_model, bias=bias)
-
-    def forward(self, query, key, value, mask=None):
-        q = split_heads(self.w_q(query), self.num_heads)
-        k = split_heads(self.w_k(key), self.num_heads)
-        v = split_heads(self.w_v(value), self.num_heads)
-        out, self.attn_weights = scaled_dot_product_attention(q, k, v, mask)
-        return merge_heads(out)
-''', "test_mha_hidden", "w_o is not applied"),
-    "mha_averages_head_weights": (MHA, '''
-class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model, num_heads, bias=True):
-        super().__init__()
-        if d_model % num_heads:
-            raise ValueError("d_model must be divisible by num_heads")
-        self.num_heads = num_heads
-        self.w_q = nn.Linear(d_model, d_model, bias=bias)
-        self.w_k = nn.Linear(d_model, d_model, bias=bias)
-        self.w_v = nn.Linear(d_model, d_model, bias=bias)
-        self.w_o = nn.Linear(d_model, d_model, bias=bias)
-
-    def forward(self, query, key, value, mask=None):
-        q = split_heads(self.w_q(query), self.num_heads)
-        k = split_heads(self.w_k(key), self.num_heads)
-        v = split_heads(self.w_v(value), self.num_heads)
-        out, weights = scaled_dot_product_attention(q, k, v, mask)
-        self.attn_weights = weights.mean(dim=1)
-        return self.w_o(merge_heads(out))
-''', "test_mha_hidden", "do not average over heads"),
-    "mha_values_from_w_k": (MHA, '''
-class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model, num_heads, bias=True):
-        super().__init__()
-        if d_model % num_heads:
-            raise ValueError("d_model must be divisible by num_heads")
-        self.num_heads = num_heads
-        self.w_q = nn.Linear(d_model, d_model, bias=bias)
-        self.w_k = nn.Linear(d_model, d_model, bias=bias)
-        self.w_v = nn.Linear(d_model, d_model, bias=bias)
-        self.w_o = nn.Linear(d_model, d_model, bias=bias)
-
-    def forward(self, query, key, value, mask=None):
-        q = split_heads(self.w_q(query), self.num_heads)
-        k = split_heads(self.w_k(key), self.num_heads)
-        v = split_heads(self.w_k(value), self.num_heads)
-        out, self.attn_weights = scaled_dot_product_attention(q, k, v, mask)
-        return self.w_o(merge_heads(out))
-''', "test_mha_hidden", "projected with w_k"),
-    "mha_ignores_mask": (MHA, '''
-class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model, num_heads, bias=True):
-        super().__init__()
-        if d_model % num_heads:
-            raise ValueError("d_model must be divisible by num_heads")
-        self.num_heads = num_heads
-        self.w_q = nn.Linear(d_model, d_model, bias=bias)
-        self.w_k = nn.Linear(d_model, d_model, bias=bias)
-        self.w_v = nn.Linear(d_model, d_model, bias=bias)
-        self.w_o = nn.Linear(d_model, d_model, bias=bias)
-
-    def forward(self, query, key, value, mask=None):
-        q = split_heads(self.w_q(query), self.num_heads)
-        k = split_heads(self.w_k(key), self.num_heads)
-        v = split_heads(self.w_v(value), self.num_heads)
-        out, self.attn_weights = scaled_dot_product_attention(q, k, v)
-        return self.w_o(merge_heads(out))
-''', "test_mha_hidden", "mask is ignored"),
-    "mha_no_divisibility_check": (MHA, '''
-class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model, num_heads, bias=True):
-        super().__init__()
-        self.num_heads = num_heads
-        self.w_q = nn.Linear(d_model, d_model, bias=bias)
-        self.w_k = nn.Linear(d_model, d_model, bias=bias)
-        self.w_v = nn.Linear(d_model, d_model, bias=bias)
-        self.w_o = nn.Linear(d_model, d_model, bias=bias)
-
-    def forward(self, query, key, value, mask=None):
-        q = split_heads(self.w_q(query), self.num_heads)
-        k = split_heads(self.w_k(key), self.num_heads)
-        v = split_heads(self.w_v(value), self.num_heads)
-        out, self.attn_weights = scaled_dot_product_attention(q, k, v, mask)
-        return self.w_o(merge_heads(out))
-''', "test_mha_visible", "should raise ValueError"),
+    "sdpa_without_sqrt_dk": (SDPA, [(" / math.sqrt(d_k)", "")],
+                             "test_sdpa_hidden", "not divided by sqrt(d_k)"),
+    "sdpa_divides_by_dk": (SDPA, [("math.sqrt(d_k)", "d_k")],
+                           "test_sdpa_hidden", "divided by d_k"),
+    "sdpa_softmax_over_queries": (SDPA, [("dim=-1", "dim=-2")],
+                                  "test_sdpa_hidden", "softmax over the wrong axis"),
+    "sdpa_mask_after_softmax": (SDPA, [
+        ("    if mask is not None:\n        scores = scores.masked_fill(~mask, float(\"-inf\"))\n", ""),
+        ("    return weights @ v",
+         "    if mask is not None:\n        weights = weights.masked_fill(~mask, 0.0)\n    return weights @ v"),
+    ], "test_sdpa_hidden", "before the softmax"),
+    "sdpa_mask_inverted": (SDPA, [("masked_fill(~mask", "masked_fill(mask")],
+                           "test_sdpa_hidden", "mask is inverted"),
+    "split_reshape_without_transpose": (SPLIT, [
+        ("x.view(B, T, num_heads, D // num_heads).transpose(1, 2)",
+         "x.reshape(B, num_heads, T, D // num_heads)"),
+    ], "test_split_heads_hidden", "view as [B, T, h, D/h], then transpose"),
+    "split_forgets_transpose": (SPLIT, [(".transpose(1, 2)", "")],
+                                "test_split_heads_hidden", "heads come before time"),
+    "split_interleaves_features": (SPLIT, [
+        ("x.view(B, T, num_heads, D // num_heads).transpose(1, 2)",
+         "x.view(B, T, D // num_heads, num_heads).permute(0, 3, 1, 2)"),
+    ], "test_split_heads_hidden", "contiguous features"),
+    "merge_reshape_without_transpose": (MERGE, [("x.transpose(1, 2).reshape", "x.reshape")],
+                                        "test_merge_heads_hidden", "transpose(1, 2) first"),
+    "merge_interleaves_heads": (MERGE, [("x.transpose(1, 2).reshape", "x.permute(0, 2, 3, 1).reshape")],
+                                "test_merge_heads_hidden", "interleaved"),
+    "merge_keeps_heads_apart": (MERGE, [(".reshape(B, T, h * d_k)", "")],
+                                "test_merge_heads_hidden", "expected [B, T, h*d_k]"),
+    "mha_without_output_projection": (MHA, [("return self.w_o(merge_heads(out))", "return merge_heads(out)")],
+                                      "test_mha_hidden", "w_o is not applied"),
+    "mha_averages_head_weights": (MHA, [
+        ("out, self.attn_weights = scaled_dot_product_attention(q, k, v, mask)",
+         "out, weights = scaled_dot_product_attention(q, k, v, mask)\n"
+         "        self.attn_weights = weights.mean(dim=1)"),
+    ], "test_mha_hidden", "do not average over heads"),
+    "mha_values_from_w_k": (MHA, [("self.w_v(value)", "self.w_k(value)")],
+                            "test_mha_hidden", "projected with w_k"),
+    "mha_ignores_mask": (MHA, [("scaled_dot_product_attention(q, k, v, mask)",
+                                "scaled_dot_product_attention(q, k, v)")],
+                         "test_mha_hidden", "mask is ignored"),
+    "mha_no_divisibility_check": (MHA, [
+        ("        if d_model % num_heads != 0:\n"
+         "            raise ValueError(f\"d_model={d_model} is not divisible by num_heads={num_heads}\")\n", ""),
+    ], "test_mha_visible", "should raise ValueError"),
 }
 
 # Correct, but written differently from the solution: each must get full marks.
@@ -277,7 +162,9 @@ class MultiHeadAttention(nn.Module):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    catalog = {name: {cell: code} for name, (cell, code, _, _) in WRONG.items()}
+    solution = answer_cells(ASSIGNMENT)
+    catalog = {name: {cell: mutate(solution[cell], edits)}
+               for name, (cell, edits, _, _) in WRONG.items()}
     catalog.update(CORRECT)
     return grade_catalog(ASSIGNMENT, tmp_path_factory.mktemp(ASSIGNMENT), catalog)
 
