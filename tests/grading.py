@@ -66,3 +66,70 @@ def grade_catalog(assignment, tmp_path, catalog):
             assignment, tmp_path / "in" / student / name, {**solution, **replaced})
     course = new_course(tmp_path / "course", assignment)
     return autograde(course, assignment, submissions)
+
+
+def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90):
+    """The grading tests every assignment shares, for a test module to adopt with
+    `globals().update(catalog_tests(...))`.
+
+    `wrong`: name -> (answer cell, [(solution text, replaced by)], test cell that
+    must score 0, words its failure message must contain). `correct`: name ->
+    {answer cell: code}, each must get full marks. `items`: the graded answer
+    cells, each needing at least three cataloged mistakes.
+    """
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def graded(tmp_path_factory):
+        solution = answer_cells(assignment)
+        catalog = {name: {cell: mutate(solution[cell], edits)}
+                   for name, (cell, edits, _, _) in wrong.items()}
+        catalog.update(correct)
+        return grade_catalog(assignment, tmp_path_factory.mktemp(assignment), catalog)
+
+    @pytest.mark.slow
+    def test_solution_gets_full_marks(graded):
+        result = graded["solution"]
+        assert result["max"] == max_points
+        assert result["total"] == max_points, result["tests"]
+
+    @pytest.mark.slow
+    def test_solution_notebook_runs_within_its_time_limit(graded):
+        # The whole autograde of the solution: kernel start, every cell, every test.
+        assert graded["solution"]["seconds"] < time_limit
+
+    @pytest.mark.slow
+    def test_untouched_exercise_gets_zero(graded):
+        result = graded["untouched"]
+        assert result["max"] == max_points
+        assert result["total"] == 0.0, result["tests"]
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name", sorted(wrong))
+    def test_wrong_implementation_loses_points_with_a_message(graded, name):
+        _, _, test_cell, words = wrong[name]
+        result = graded[name]
+        test = result["tests"][test_cell]
+        assert result["total"] < max_points
+        assert test["score"] == 0.0, f"{test_cell} should fail for {name}: {test}"
+        assert any(words in m for m in test["messages"]), (
+            f"{test_cell} should say '{words}' for {name}, said {test['messages']}")
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name", sorted(correct))
+    def test_differently_written_correct_implementation_gets_full_marks(graded, name):
+        result = graded[name]
+        assert result["total"] == max_points, {
+            k: t for k, t in result["tests"].items() if t["score"] < t["max"]}
+
+    def test_catalog_covers_every_graded_item():
+        assert len(correct) >= 2
+        for cell in items:
+            assert sum(c == cell for c, _, _, _ in wrong.values()) >= 3, cell
+        assert set(items) == set(answer_cells(assignment)), "every answer cell is a graded item"
+
+    return {f.__name__: f for f in (
+        graded, test_solution_gets_full_marks, test_solution_notebook_runs_within_its_time_limit,
+        test_untouched_exercise_gets_zero, test_wrong_implementation_loses_points_with_a_message,
+        test_differently_written_correct_implementation_gets_full_marks,
+        test_catalog_covers_every_graded_item)}

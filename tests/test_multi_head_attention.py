@@ -5,9 +5,7 @@ implementation in WRONG must lose points in the test it names with a message
 that names the mistake, and every differently written correct one in CORRECT
 must get full marks.
 """
-import pytest
-
-from grading import answer_cells, grade_catalog, mutate
+from grading import catalog_tests
 
 ASSIGNMENT = "multi_head_attention"
 MAX_POINTS = 15.0
@@ -160,53 +158,4 @@ class MultiHeadAttention(nn.Module):
 }
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    solution = answer_cells(ASSIGNMENT)
-    catalog = {name: {cell: mutate(solution[cell], edits)}
-               for name, (cell, edits, _, _) in WRONG.items()}
-    catalog.update(CORRECT)
-    return grade_catalog(ASSIGNMENT, tmp_path_factory.mktemp(ASSIGNMENT), catalog)
-
-
-pytestmark = pytest.mark.slow
-
-
-def test_solution_gets_full_marks(graded):
-    result = graded["solution"]
-    assert result["max"] == MAX_POINTS
-    assert result["total"] == MAX_POINTS, result["tests"]
-
-
-def test_solution_notebook_runs_within_60_seconds(graded):
-    # The whole autograde of the solution: kernel start, every cell, every test.
-    assert graded["solution"]["seconds"] < 60
-
-
-def test_untouched_exercise_gets_zero(graded):
-    result = graded["untouched"]
-    assert result["max"] == MAX_POINTS
-    assert result["total"] == 0.0, result["tests"]
-
-
-@pytest.mark.parametrize("name", sorted(WRONG))
-def test_wrong_implementation_loses_points_with_a_message(graded, name):
-    _, _, test_cell, words = WRONG[name]
-    result = graded[name]
-    test = result["tests"][test_cell]
-    assert result["total"] < MAX_POINTS
-    assert test["score"] == 0.0, f"{test_cell} should fail for {name}: {test}"
-    assert any(words in m for m in test["messages"]), (
-        f"{test_cell} should say '{words}' for {name}, said {test['messages']}")
-
-
-@pytest.mark.parametrize("name", sorted(CORRECT))
-def test_differently_written_correct_implementation_gets_full_marks(graded, name):
-    result = graded[name]
-    assert result["total"] == MAX_POINTS, {
-        k: t for k, t in result["tests"].items() if t["score"] < t["max"]}
-
-
-def test_each_graded_item_has_three_cataloged_mistakes():
-    for cell in (SDPA, SPLIT, MERGE, MHA):
-        assert sum(c == cell for c, _, _, _ in WRONG.values()) >= 3, cell
+globals().update(catalog_tests(ASSIGNMENT, MAX_POINTS, WRONG, CORRECT, items=(SDPA, SPLIT, MERGE, MHA), time_limit=60))
