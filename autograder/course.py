@@ -69,8 +69,10 @@ def autograde(root: Path, assignment: str, submissions: dict) -> dict:
     """Grade `{student_id: notebook_path}` with plain `nbgrader autograde`.
 
     `root` is a course made by `new_course`. Returns, per student,
-    `{"total", "max", "seconds", "tests": {grade_id: {"score", "max", "messages"}}}`
-    where `seconds` is the wall time of that student's autograde.
+    `{"total", "max", "seconds", "tests": {grade_id: {"score", "max", "messages"}},
+    "written": {grade_id: {"max"}}}`: `seconds` is the wall time of that
+    student's autograde; `written` lists the answers an instructor grades by
+    hand, which are not part of the automatic total.
     """
     from nbgrader.api import Gradebook
 
@@ -90,11 +92,13 @@ def autograde(root: Path, assignment: str, submissions: dict) -> dict:
         for student, notebook in submissions.items():
             graded = root / "autograded" / student / assignment / Path(notebook).name
             messages = _error_messages(graded)
-            tests = {}
+            tests, written = {}, {}
             for nb in gb.find_submission(assignment, student).notebooks:
                 for grade in nb.grades:
-                    if grade.auto_score is None and grade.manual_score is None:
-                        continue  # a cell graded by hand, not scored yet
+                    if grade.cell.cell_type == "markdown":
+                        # A written answer, graded by hand: not part of the automatic score.
+                        written[grade.name] = {"max": float(grade.max_score)}
+                        continue
                     tests[grade.name] = {
                         "score": float(grade.score),
                         "max": float(grade.max_score),
@@ -105,5 +109,6 @@ def autograde(root: Path, assignment: str, submissions: dict) -> dict:
                 "max": sum(t["max"] for t in tests.values()),
                 "seconds": seconds[student],
                 "tests": tests,
+                "written": written,
             }
     return results

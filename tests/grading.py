@@ -68,14 +68,15 @@ def grade_catalog(assignment, tmp_path, catalog):
     return autograde(course, assignment, submissions)
 
 
-def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90):
+def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, written=()):
     """The grading tests every assignment shares, for a test module to adopt with
     `globals().update(catalog_tests(...))`.
 
     `wrong`: name -> (answer cell, [(solution text, replaced by)], test cell that
     must score 0, words its failure message must contain). `correct`: name ->
     {answer cell: code}, each must get full marks. `items`: the graded answer
-    cells, each needing at least three cataloged mistakes.
+    cells, each needing at least three cataloged mistakes. `written`: the answer
+    cells graded by hand (markdown), released empty, with a rubric in the solution.
     """
     import pytest
 
@@ -126,10 +127,27 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90):
         assert len(correct) >= 2
         for cell in items:
             assert sum(c == cell for c, _, _, _ in wrong.values()) >= 3, cell
-        assert set(items) == set(answer_cells(assignment)), "every answer cell is a graded item"
+        assert set(items) | set(written) == set(answer_cells(assignment)), (
+            "every answer cell is a graded item or a written answer")
+
+    @pytest.mark.slow
+    def test_written_answers_are_left_to_the_instructor(graded):
+        for student in ("solution", "untouched"):
+            assert set(graded[student]["written"]) == set(written)
+
+    def test_written_answers_are_released_empty_with_a_rubric_in_the_solution():
+        released = json.loads(notebook_path(assignment, RELEASE_DIR).read_text(encoding="utf-8"))
+        for grade_id in written:
+            (cell,) = [c for c in released["cells"]
+                       if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id]
+            meta = cell["metadata"]["nbgrader"]
+            assert cell["cell_type"] == "markdown" and meta["grade"] and meta["solution"]
+            assert _source(cell).strip() == "YOUR ANSWER HERE"
+            assert "Rubric" in answer_cells(assignment)[grade_id]
 
     return {f.__name__: f for f in (
         graded, test_solution_gets_full_marks, test_solution_notebook_runs_within_its_time_limit,
         test_untouched_exercise_gets_zero, test_wrong_implementation_loses_points_with_a_message,
         test_differently_written_correct_implementation_gets_full_marks,
-        test_catalog_covers_every_graded_item)}
+        test_catalog_covers_every_graded_item, test_written_answers_are_left_to_the_instructor,
+        test_written_answers_are_released_empty_with_a_rubric_in_the_solution)}

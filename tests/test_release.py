@@ -41,5 +41,8 @@ def test_exercise_holds_no_solution_and_no_hidden_test(assignment):
         assert marker not in text, f"exercises/{assignment} contains {marker!r}"
     nb = json.loads(text)
     stubs = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
-    assert stubs and all("raise NotImplementedError()" in "".join(c["source"]) for c in stubs)
+    code = [c for c in stubs if c["cell_type"] == "code"]
+    assert code and all("raise NotImplementedError()" in "".join(c["source"]) for c in code)
+    assert all("".join(c["source"]).strip() == "YOUR ANSWER HERE"
+               for c in stubs if c["cell_type"] == "markdown")
     assert len(nb["cells"]) == len(json.loads(source.read_text(encoding="utf-8"))["cells"])
