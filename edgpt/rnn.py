@@ -32,9 +32,10 @@ def rnn_decoder_step(y_prev, s_prev, c, W_ys, W_ss, W_cs, b_s):
     return torch.tanh(y_prev @ W_ys + s_prev @ W_ss + c @ W_cs + b_s)
 
 
-def shift_right(targets, bos_id):
+def shift_right(targets, bos_id=1):
     """Teacher-forcing inputs: <bos> followed by the targets without their last
-    token. targets [B, T] -> [B, T]; `targets` itself is left unchanged."""
+    token. targets [B, T] -> [B, T]; `targets` itself is left unchanged.
+    (<bos> is id 1 in every vocabulary of the course.)"""
     bos = torch.full_like(targets[:, :1], bos_id)
     return torch.cat([bos, targets[:, :-1]], dim=1)
 

@@ -21,6 +21,8 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tqdm import tqdm
 
+from edgpt.rnn import shift_right  # noqa: F401  (re-exported: the chapters import it from here)
+
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
 
@@ -131,11 +133,6 @@ class Seq2Seq(nn.Module):
         # Kept for plotting: row t holds a_t over the source positions, [B, T, S].
         self.attn_weights = torch.stack(weights, dim=1).detach() if self.attention else None
         return self.out(torch.stack(outputs, dim=1))  # one output layer for all steps
-
-
-def shift_right(tgt, bos_id=BOS_ID):
-    """Decoder inputs for teacher forcing: <bos> followed by tgt[:, :-1]."""
-    return torch.cat([torch.full_like(tgt[:, :1], bos_id), tgt[:, :-1]], dim=1)
 
 
 # ---------------------------------------------------------------------------
