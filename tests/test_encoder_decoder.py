@@ -9,7 +9,7 @@ must get full marks.
 import pytest
 import torch
 
-from grading import answer_cells, grade_catalog, mutate
+from grading import catalog_tests
 
 ASSIGNMENT = "encoder_decoder"
 MAX_POINTS = 19.0  # automatic points; the written answer (2 points) is graded by hand
@@ -232,71 +232,9 @@ def beam_search(step_fn, state, bos_id, eos_id, beam_size, max_len):
 }
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    solution = answer_cells(ASSIGNMENT)
-    catalog = {name: {cell: mutate(solution[cell], edits)}
-               for name, (cell, edits, _, _) in WRONG.items()}
-    catalog.update(CORRECT)
-    return grade_catalog(ASSIGNMENT, tmp_path_factory.mktemp(ASSIGNMENT), catalog)
-
-
-@pytest.mark.slow
-def test_solution_gets_full_marks(graded):
-    result = graded["solution"]
-    assert result["max"] == MAX_POINTS
-    assert result["total"] == MAX_POINTS, result["tests"]
-
-
-@pytest.mark.slow
-def test_solution_notebook_runs_within_60_seconds(graded):
-    # The whole autograde of the solution: kernel start, every cell, every test.
-    assert graded["solution"]["seconds"] < 60
-
-
-@pytest.mark.slow
-def test_untouched_exercise_gets_zero(graded):
-    result = graded["untouched"]
-    assert result["max"] == MAX_POINTS
-    assert result["total"] == 0.0, result["tests"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(WRONG))
-def test_wrong_implementation_loses_points_with_a_message(graded, name):
-    _, _, test_cell, words = WRONG[name]
-    result = graded[name]
-    test = result["tests"][test_cell]
-    assert result["total"] < MAX_POINTS
-    assert test["score"] == 0.0, f"{test_cell} should fail for {name}: {test}"
-    assert any(words in m for m in test["messages"]), (
-        f"{test_cell} should say '{words}' for {name}, said {test['messages']}")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(CORRECT))
-def test_differently_written_correct_implementation_gets_full_marks(graded, name):
-    result = graded[name]
-    assert result["total"] == MAX_POINTS, {
-        k: t for k, t in result["tests"].items() if t["score"] < t["max"]}
-
-
-def test_each_graded_item_has_three_cataloged_mistakes():
-    for cell in (ENC, DEC, SHIFT, GREEDY, BEAM):
-        assert sum(c == cell for c, _, _, _ in WRONG.values()) >= 3, cell
-
-
-def test_the_written_answer_is_graded_by_hand():
-    import json
-
-    from grading import notebook_path
-
-    nb = json.loads(notebook_path(ASSIGNMENT, "solutions").read_text(encoding="utf-8"))
-    (cell,) = [c for c in nb["cells"]
-               if c["metadata"].get("nbgrader", {}).get("grade_id") == "teacher_forcing_answer"]
-    meta = cell["metadata"]["nbgrader"]
-    assert cell["cell_type"] == "markdown" and meta["grade"] and meta["solution"]
-    assert meta["points"] == 2 and "Rubric" in "".join(cell["source"])
+globals().update(catalog_tests(ASSIGNMENT, MAX_POINTS, WRONG, CORRECT,
+                               items=(ENC, DEC, SHIFT, GREEDY, BEAM), time_limit=60,
+                               written=("teacher_forcing_answer",)))
 
 
 # ---------------------------------------------------------------------------
