@@ -30,6 +30,24 @@ def answer_cells(assignment):
     }
 
 
+def solution_namespace(assignment, **extra):
+    """The names the solution's code answer cells define, run on top of the
+    imports every assignment notebook has (and `extra`), for tests that check
+    the book's modules against the graded solution."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    namespace = {"math": math, "torch": torch, "F": F, "nn": nn, **extra}
+    nb = json.loads(notebook_path(assignment, SOURCE_DIR).read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            exec(_SOLUTION_MARKERS.sub("", _source(cell)), namespace)
+    return namespace
+
+
 def mutate(code, edits):
     """`code` with each (old, new) of `edits` applied; each `old` must occur once,
     so a catalog entry fails loudly when the solution it edits changes."""

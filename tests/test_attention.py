@@ -7,7 +7,7 @@ not part of the automatic total. The last tests check the book's module
 """
 import pytest
 
-from grading import answer_cells, catalog_tests
+from grading import catalog_tests, solution_namespace
 
 ASSIGNMENT = "attention"
 # Automatic points: scores 1 + 3, masked_softmax 1 + 3, attention_context 1 + 2.
@@ -153,23 +153,12 @@ def test_written_answer_is_worth_two_points(graded):
 # edgpt.seq2seq holds the reference functions the book shows and trains with:
 # they must agree with the solution's, and the model must ignore padding.
 
-def _solution_functions():
-    import torch
-    import torch.nn.functional as F
-
-    namespace = {"torch": torch, "F": F, "math": __import__("math")}
-    for code in answer_cells(ASSIGNMENT).values():
-        if code.lstrip().startswith("def "):
-            exec(code, namespace)
-    return namespace
-
-
 def test_book_module_matches_the_solution():
     import torch
 
     from edgpt import seq2seq
 
-    sol = _solution_functions()
+    sol = solution_namespace(ASSIGNMENT)
     g = torch.Generator().manual_seed(0)
     s, H = torch.randn(3, 5, generator=g), torch.randn(3, 7, 6, generator=g)
     W_s, W_h, v = torch.randn(5, 4, generator=g), torch.randn(6, 4, generator=g), torch.randn(4, generator=g)

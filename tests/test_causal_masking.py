@@ -10,7 +10,7 @@ from torch import nn
 
 from edgpt.gpt import (GPT, CausalSelfAttention, causal_mask, generate, generate_with_cache,
                        gpt2_num_parameters, lm_inputs_and_targets)
-from grading import answer_cells, catalog_tests
+from grading import catalog_tests, solution_namespace
 
 ASSIGNMENT = "causal_masking"
 MAX_POINTS = 19.0
@@ -352,11 +352,9 @@ def test_mask_and_targets():
 
 def test_the_assignment_solution_agrees_with_edgpt():
     """The graded solution and the package the book imports compute the same things."""
-    ns = {"math": math, "torch": torch, "F": F, "nn": nn}
     from edgpt.attention import merge_heads, split_heads
-    ns.update(split_heads=split_heads, merge_heads=merge_heads)
-    for code in answer_cells(ASSIGNMENT).values():
-        exec(code, ns)
+
+    ns = solution_namespace(ASSIGNMENT, split_heads=split_heads, merge_heads=merge_heads)
     for T in (1, 4, 9):
         assert torch.equal(ns["causal_mask"](T), causal_mask(T))
     tokens = torch.randint(0, 50, (3, 8))
