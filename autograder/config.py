@@ -18,6 +18,7 @@ CELL_TIMEOUT_S = 60
 
 def nbgrader_config(root: Path) -> Config:
     c = Config()
+    root = Path(root).resolve()  # nbgrader changes directory; a relative root breaks
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.source_directory = SOURCE_DIR
     c.CourseDirectory.release_directory = RELEASE_DIR

@@ -1,11 +1,12 @@
 """Helpers for the grading tests: build submissions from a catalog of
-implementations and grade them all in one real `nbgrader autograde` run."""
+implementations and grade them all as an instructor does, with the sandboxed
+grader (`python -m autograder grade`), two at a time."""
 import json
 import re
 from pathlib import Path
 
 from autograder import RELEASE_DIR, REPO, SOURCE_DIR
-from autograder.course import autograde, new_course
+from autograder.course import autograde, open_course, sandboxed_autograde
 
 _SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*\n", re.MULTILINE)
 
@@ -70,23 +71,32 @@ def make_submission(assignment, out_path, answers):
     return out_path
 
 
-def grade_catalog(assignment, tmp_path, catalog):
-    """Grade `{student: {grade_id: code}}` (each on top of the full solution),
+def catalog_submissions(assignment, folder, catalog):
+    """Notebooks for `{student: {grade_id: code}}` (each on top of the full solution),
     plus the solution itself ("solution") and the untouched release ("untouched")."""
     solution = answer_cells(assignment)
     name = notebook_path(assignment, SOURCE_DIR).name
     submissions = {
-        "solution": make_submission(assignment, tmp_path / "in" / "solution" / name, solution),
-        "untouched": make_submission(assignment, tmp_path / "in" / "untouched" / name, {}),
+        "solution": make_submission(assignment, folder / "solution" / name, solution),
+        "untouched": make_submission(assignment, folder / "untouched" / name, {}),
     }
     for student, replaced in catalog.items():
-        submissions[student] = make_submission(
-            assignment, tmp_path / "in" / student / name, {**solution, **replaced})
-    course = new_course(tmp_path / "course", assignment)
-    return autograde(course, assignment, submissions)
+        submissions[student] = make_submission(assignment, folder / student / name, {**solution, **replaced})
+    return submissions
 
 
-def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, written=()):
+def grade_catalog(assignment, tmp_path, catalog, engine="sandbox"):
+    """Grade the catalog's submissions in a fresh course, with the sandboxed
+    grader (two at a time) or with plain `nbgrader autograde`."""
+    submissions = catalog_submissions(assignment, tmp_path / "in", catalog)
+    course = open_course(tmp_path / f"course-{engine}", assignment)
+    if engine == "nbgrader":
+        return autograde(course, assignment, submissions)
+    return sandboxed_autograde(course, assignment, submissions, jobs=2)
+
+
+def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, written=(),
+                  compare_with_nbgrader=False):
     """The grading tests every assignment shares, for a test module to adopt with
     `globals().update(catalog_tests(...))`.
 
@@ -98,13 +108,25 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
     """
     import pytest
 
-    @pytest.fixture(scope="module")
-    def graded(tmp_path_factory):
+    def the_catalog():
         solution = answer_cells(assignment)
         catalog = {name: {cell: mutate(solution[cell], edits)}
                    for name, (cell, edits, _, _) in wrong.items()}
         catalog.update(correct)
-        return grade_catalog(assignment, tmp_path_factory.mktemp(assignment), catalog)
+        return catalog
+
+    @pytest.fixture(scope="module")
+    def graded(tmp_path_factory):
+        return grade_catalog(assignment, tmp_path_factory.mktemp(assignment), the_catalog())
+
+    @pytest.mark.slow
+    def test_sandbox_agrees_with_plain_nbgrader(graded, tmp_path):
+        # The sandbox runs the test cells in the grader against stand-ins for
+        # the student's names; plain nbgrader runs everything in one kernel.
+        # For honest submissions the two must agree on every test cell.
+        plain = grade_catalog(assignment, tmp_path, the_catalog(), engine="nbgrader")
+        scores = lambda results: {s: {t: r["tests"][t]["score"] for t in r["tests"]} for s, r in results.items()}
+        assert scores(plain) == scores(graded)
 
     @pytest.mark.slow
     def test_solution_gets_full_marks(graded):
@@ -163,9 +185,12 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
             assert _source(cell).strip() == "YOUR ANSWER HERE"
             assert "Rubric" in answer_cells(assignment)[grade_id]
 
-    return {f.__name__: f for f in (
+    tests = {f.__name__: f for f in (
         graded, test_solution_gets_full_marks, test_solution_notebook_runs_within_its_time_limit,
         test_untouched_exercise_gets_zero, test_wrong_implementation_loses_points_with_a_message,
         test_differently_written_correct_implementation_gets_full_marks,
         test_catalog_covers_every_graded_item, test_written_answers_are_left_to_the_instructor,
         test_written_answers_are_released_empty_with_a_rubric_in_the_solution)}
+    if compare_with_nbgrader:
+        tests[test_sandbox_agrees_with_plain_nbgrader.__name__] = test_sandbox_agrees_with_plain_nbgrader
+    return tests

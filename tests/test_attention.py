@@ -1,5 +1,5 @@
-"""Grading of the `attention` assignment (Bahdanau attention) through real
-nbgrader (see tests/test_multi_head_attention.py for what each test promises).
+"""Grading of the `attention` assignment (Bahdanau attention) with the course's
+grader (see tests/test_multi_head_attention.py for what each test promises).
 
 This assignment also has a written answer, `written_answer`, graded by hand and
 not part of the automatic total. The last tests check the book's module

@@ -1,4 +1,4 @@
-"""Grading of the `causal_masking` assignment through real nbgrader (see
+"""Grading of the `causal_masking` assignment with the course's grader (see
 tests/test_multi_head_attention.py for what each test promises), and direct
 tests of the GPT in `edgpt.gpt` that the book chapter uses."""
 import math

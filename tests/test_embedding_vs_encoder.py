@@ -1,4 +1,4 @@
-"""Grading of the `embedding_vs_encoder` assignment through real nbgrader (see
+"""Grading of the `embedding_vs_encoder` assignment with the course's grader (see
 tests/test_multi_head_attention.py for what each test promises).
 
 This assignment also has a written answer, `why_embedding_is_not_encoder`,

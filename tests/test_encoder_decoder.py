@@ -1,4 +1,4 @@
-"""Grading of the `encoder_decoder` assignment through real nbgrader, and the
+"""Grading of the `encoder_decoder` assignment with the course's grader, and the
 decoding functions of `edgpt` checked against an exhaustive search.
 
 The solution must get full marks, the untouched release zero, every wrong

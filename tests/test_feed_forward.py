@@ -1,4 +1,4 @@
-"""Grading of the `feed_forward` assignment through real nbgrader (see
+"""Grading of the `feed_forward` assignment with the course's grader (see
 tests/test_multi_head_attention.py for what each test promises)."""
 from grading import catalog_tests
 
@@ -91,4 +91,5 @@ def ffn_num_parameters(d_model, d_ff):
 }
 
 
-globals().update(catalog_tests(ASSIGNMENT, MAX_POINTS, WRONG, CORRECT, items=(FFN, COUNT), time_limit=90))
+globals().update(catalog_tests(ASSIGNMENT, MAX_POINTS, WRONG, CORRECT, items=(FFN, COUNT), time_limit=90,
+                              compare_with_nbgrader=True))

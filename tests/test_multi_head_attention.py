@@ -1,4 +1,6 @@
-"""Grading of the `multi_head_attention` assignment through real nbgrader.
+"""Grading of the `multi_head_attention` assignment with the course's grader
+(sandboxed; the assignment's own test cells), checked once more against plain
+`nbgrader autograde`.
 
 The solution must get full marks, the untouched release zero, every wrong
 implementation in WRONG must lose points in the test it names with a message
@@ -158,4 +160,5 @@ class MultiHeadAttention(nn.Module):
 }
 
 
-globals().update(catalog_tests(ASSIGNMENT, MAX_POINTS, WRONG, CORRECT, items=(SDPA, SPLIT, MERGE, MHA), time_limit=60))
+globals().update(catalog_tests(ASSIGNMENT, MAX_POINTS, WRONG, CORRECT, items=(SDPA, SPLIT, MERGE, MHA), time_limit=60,
+                              compare_with_nbgrader=True))

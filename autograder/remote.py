@@ -1,0 +1,320 @@
+"""The trusted side of a sandboxed grading session.
+
+The test cells of an assignment run here, in the grader's own process, with
+the grader's own `torch`. The names a student's cells define are stand-ins
+that forward each use to the sandboxed worker (`autograder.worker`):
+
+- a student's function becomes a `RemoteFunction`: calling it sends the
+  arguments, the student's code runs in the sandbox, the result comes back as
+  data (tensors, numbers, lists);
+- a student's `nn.Module` becomes a mirror with the same submodules and
+  parameters: PyTorch's own layers (`nn.Linear`, `nn.LayerNorm`, ...) and
+  the course's (`edgpt`) are rebuilt here as real ones from the grader's own
+  code, the student's classes forward their calls (and their current
+  weights) to the sandbox;
+- a function or model of the test passed to the student's code (a decoding
+  step, a toy language model) stays here: the student's code calls it back.
+
+So the tests are the assignment's own test cells, unchanged, and whether they
+pass depends only on values the student's code returned, checked by code the
+student's process cannot reach. Global RNG state and `torch.Generator`
+arguments are kept in step on both sides, tensor arguments a student's
+function modifies are modified here too, and gradients flow back through a
+student's function when a test asks for them.
+"""
+import builtins
+import itertools
+
+import torch
+from torch import nn
+
+from autograder import wire
+
+
+class KernelDied(BaseException):
+    """The worker is gone (crash, limit, time-out): the remaining tests score 0.
+
+    A BaseException, so a test's `except Exception` cannot swallow it."""
+
+
+class RemoteError(Exception):
+    """An exception of a class the student's code defined or PyTorch raised."""
+
+
+_error_classes = {}
+
+
+def _exception(kind, message, builtin):
+    cls = getattr(builtins, kind, None) if builtin else None
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = _error_classes.setdefault(kind, type(kind, (RemoteError,), {}))
+    return cls(message)
+
+
+class Session:
+    """One student's sandboxed worker, seen from the grader."""
+
+    def __init__(self, process, fd_to, fd_from):
+        self.process, self.fd_to, self.fd_from = process, fd_to, fd_from
+        self.deadline = None        # time.monotonic() value for the current test
+        self.callbacks = {}         # id -> the grader's own function or model
+        self.callback_errors = {}   # id -> exception a callback raised
+        self.generators = {}        # key -> torch.Generator passed to the student's code
+        self.mirrors = {}           # worker id -> mirror module
+        self.params = {}            # worker parameter key -> mirror Parameter (tied weights)
+        self.calls = itertools.count()
+
+    # ------------------------------------------------------------- channel
+    def request(self, msg):
+        msg["rng"] = torch.get_rng_state()
+        try:
+            wire.send(self.fd_to, msg)
+            while True:
+                reply = wire.recv(self.fd_from, self.deadline)
+                if reply.get("op") != "callback":
+                    break
+                self._serve_callback(reply)
+        except (BrokenPipeError, wire.WorkerGone):
+            raise KernelDied(self.process.death_reason()) from None
+        except wire.Deadline:
+            self.process.kill()
+            raise KernelDied("timed out: the code did not finish in the time allowed") from None
+        except (wire.ProtocolError, KeyError, TypeError) as e:
+            self.process.kill()
+            raise KernelDied(f"the submission's process sent malformed data ({e})") from None
+        self._sync(reply)
+        op = reply.get("op")
+        if op == "result":
+            return reply["value"]
+        if op == "callback_failed":
+            raise self.callback_errors.pop(reply["ref"])
+        if op == "error":
+            raise _exception(str(reply["type"]), str(reply["message"]), bool(reply.get("builtin")))
+        self.process.kill()
+        raise KernelDied(f"the submission's process sent an unknown reply {op!r}")
+
+    def _sync(self, reply):
+        torch.set_rng_state(reply["rng"])
+        for key, state in reply.get("generators", {}).items():
+            if key in self.generators:
+                self.generators[key].set_state(state)
+
+    def _serve_callback(self, msg):
+        torch.set_rng_state(msg["rng"])
+        fn = self.callbacks[msg["id"]]
+        try:
+            value = fn(*self.decode(msg["args"]), **self.decode(msg["kwargs"]))
+            reply = {"op": "callback_result", "value": self.encode(value)}
+        except Exception as e:  # noqa: BLE001 - handed back to the student's code, re-raised here later
+            ref = next(self.calls)
+            self.callback_errors[ref] = e
+            reply = {"op": "callback_error", "ref": ref, "message": f"{type(e).__name__}: {e}"}
+        reply["rng"] = torch.get_rng_state()
+        wire.send(self.fd_to, reply)
+
+    # ------------------------------------------------------------ encoding
+    def encode(self, v):
+        """A value of the grader's, as data for the worker."""
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu()
+        if v is None or isinstance(v, (int, float, bool, str)):
+            return v
+        if isinstance(v, (list, tuple)):
+            items = [self.encode(x) for x in v]
+            return items if isinstance(v, list) else tuple(items)
+        if isinstance(v, dict):
+            return {"__t__": "dict", "items": [(k, self.encode(x)) for k, x in v.items()]}
+        if isinstance(v, torch.Generator):
+            self.generators[id(v)] = v
+            return {"__t__": "gen", "key": id(v), "state": v.get_state()}
+        if isinstance(v, torch.dtype):
+            return {"__t__": "dtype", "name": str(v).replace("torch.", "")}
+        rid = getattr(v, "_rid", None)
+        if rid is not None:  # one of the student's objects
+            ref = {"__t__": "ref", "id": rid}
+            if isinstance(v, nn.Module):
+                ref["state"] = {k: t.detach().cpu() for k, t in v.state_dict().items()}
+                ref["training"] = v.training
+            return ref
+        if callable(v):  # the grader's function or model: the student's code calls back
+            key = id(v)
+            self.callbacks[key] = v
+            attrs = {k: self.encode(x) for k, x in vars(v).items()
+                     if not k.startswith("_") and isinstance(x, (int, float, bool, str, type(None)))
+                     } if hasattr(v, "__dict__") else {}
+            return {"__t__": "cb", "id": key, "module": isinstance(v, nn.Module), "attrs": attrs}
+        raise TypeError(f"cannot pass a {type(v).__name__} to the student's code")
+
+    def decode(self, v):
+        """A value from the worker, as an object here."""
+        if isinstance(v, (list, tuple)):
+            items = [self.decode(x) for x in v]
+            return items if isinstance(v, list) else tuple(items)
+        if not isinstance(v, dict) or "__t__" not in v:
+            return v
+        t = v["__t__"]
+        if t == "dict":
+            return {k: self.decode(x) for k, x in v["items"]}
+        if t == "module":
+            return self._mirror(v)
+        if t == "class":
+            return RemoteClass(self, v["id"], str(v["name"]))
+        if t == "function":
+            return RemoteFunction(self, v["id"], str(v["name"]))
+        if t == "object":
+            return RemoteObject(self, v["id"], str(v["class"]))
+        if t == "gen":
+            g = self.generators.get(v["key"]) or torch.Generator()
+            g.set_state(v["state"])
+            return g
+        if t == "cb":
+            return self.callbacks[v["id"]]
+        if t == "dtype":
+            return getattr(torch, str(v["name"]))
+        raise wire.ProtocolError(f"unknown value {t!r}")
+
+    def _mirror(self, desc):
+        m = self.mirrors.get(desc["id"])
+        if m is None:
+            name = str(desc["class"])
+            if desc.get("local_class"):
+                cls = wire.local_class(desc["local_class"])
+            else:
+                cls = type(name, (RemoteModule,), {"__qualname__": name, "_remote_class_id": desc.get("class_id")})
+            m = cls.__new__(cls)
+            nn.Module.__init__(m)
+            object.__setattr__(m, "_rid", desc["id"])
+            object.__setattr__(m, "_session", self)
+            object.__setattr__(m, "_methods", set(desc.get("methods", ())))
+            for pname, p in desc["params"].items():
+                if p is None:
+                    m.register_parameter(pname, None)
+                    continue
+                if p["key"] not in self.params:
+                    self.params[p["key"]] = nn.Parameter(p["t"].clone(), requires_grad=bool(p["rg"]))
+                m.register_parameter(pname, self.params[p["key"]])
+            for bname, b in desc["buffers"].items():
+                m.register_buffer(bname, None if b is None else b.clone())
+            for cname, child in desc["children"].items():
+                m.add_module(cname, None if child is None else self._mirror(child))
+            self.mirrors[desc["id"]] = m
+        self._update(m, desc)
+        return m
+
+    def _update(self, m, desc):
+        """Attributes a forward pass may have set (attention weights, counters)."""
+        for k, v in desc["attrs"].items():
+            setattr(m, k, self.decode(v.clone() if isinstance(v, torch.Tensor) else v))
+        object.__setattr__(m, "training", bool(desc["training"]))
+        for cname, child in desc["children"].items():
+            if child is not None and m._modules.get(cname) is not None:
+                self._update(m._modules[cname], child)
+
+    # ---------------------------------------------------------------- calls
+    def exec_cell(self, source, name):
+        reply = self.request({"op": "exec", "source": source, "name": name})
+        names = {}
+        for k, v in reply["names"].items():
+            try:
+                names[k] = self.decode(v)
+            except Exception:  # noqa: BLE001 - a name that cannot be mirrored is left out
+                continue
+        return reply["error"], names
+
+    def call(self, target, args, kwargs, method=None):
+        leaves = wire.tensor_leaves(args, kwargs)
+        slots = [i for i, t in enumerate(leaves) if t.requires_grad]
+        msg = {"op": "call", "id": target._rid, "method": method, "target": self.encode(target),
+               "args": self.encode(list(args)), "kwargs": self.encode(kwargs)}
+        if slots and torch.is_grad_enabled():
+            return _RemoteCall.apply(self, msg, slots, *[leaves[i] for i in slots])
+        reply = self.request(msg)
+        with torch.no_grad():
+            for mine, theirs in zip(leaves, reply["mutated"]):
+                if mine.shape == theirs.shape and mine.dtype == theirs.dtype and not torch.equal(mine, theirs):
+                    mine.copy_(theirs)  # the student's function changed its input in place
+        if reply.get("module"):
+            self._update(self.mirrors.get(target._rid) or target, reply["module"])
+        return self.decode(reply["value"])
+
+
+class _RemoteCall(torch.autograd.Function):
+    """A student's function on tensors that need gradients: the backward pass
+    runs in the sandbox on the graph the forward pass built there."""
+
+    @staticmethod
+    def forward(ctx, session, msg, slots, *inputs):
+        ctx.session, ctx.call = session, next(session.calls)
+        msg.update(grad_slots=slots, call=ctx.call)
+        reply = session.request(msg)
+        value = session.decode(reply["value"])
+        outputs = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(o, torch.Tensor) for o in outputs):
+            raise TypeError("a differentiable call must return tensors")
+        ctx.n_outputs = len(outputs)
+        frozen = [o for o, rg in zip(outputs, reply["requires_grad"]) if not rg]
+        ctx.mark_non_differentiable(*frozen)
+        return value
+
+    @staticmethod
+    def backward(ctx, *grads):
+        reply = ctx.session.request({"op": "backward", "call": ctx.call, "grads": list(grads)})
+        return (None, None, None, *reply)
+
+
+class RemoteFunction:
+    """A student's function: calling it runs it in the sandbox."""
+
+    def __init__(self, session, rid, name):
+        self._session, self._rid, self.__name__ = session, rid, name
+
+    def __call__(self, *args, **kwargs):
+        return self._session.call(self, args, kwargs)
+
+    def __repr__(self):
+        return f"<student's function {self.__name__}>"
+
+
+class RemoteClass(RemoteFunction):
+    """A student's class: calling it builds an instance in the sandbox;
+    `isinstance(mirror, cls)` holds for the mirrors of its instances."""
+
+    def __instancecheck__(self, obj):
+        return getattr(type(obj), "_remote_class_id", None) == self._rid
+
+    def __repr__(self):
+        return f"<student's class {self.__name__}>"
+
+
+class RemoteObject:
+    """Any other object of the student's: attributes are read from the sandbox."""
+
+    def __init__(self, session, rid, class_name):
+        object.__setattr__(self, "_session", session)
+        object.__setattr__(self, "_rid", rid)
+        object.__setattr__(self, "_class", class_name)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._session.decode(self._session.request({"op": "getattr", "id": self._rid, "name": name}))
+
+    def __call__(self, *args, **kwargs):
+        return self._session.call(self, args, kwargs)
+
+
+class RemoteModule(nn.Module):
+    """Mirror of a student's `nn.Module`: its forward pass (and any other
+    method of the student's class) runs in the sandbox on this mirror's
+    current weights."""
+
+    def forward(self, *args, **kwargs):
+        return self._session.call(self, args, kwargs)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in self.__dict__.get("_methods", ()):
+                return lambda *a, **k: self._session.call(self, a, k, method=name)
+            raise
