@@ -7,7 +7,8 @@ package `bubblewrap`) with
   loopback to the grader), no view of other processes, killed with its parent;
 - a read-only view of the machine, with the course folder, the solutions, the
   tests and the repository's history, `/tmp` and the home folder's contents
-  hidden (empty), and one writable folder of its own (`/tmp/work`);
+  hidden (empty; the interpreter and the course's code put back where they
+  live there), and one writable folder of its own (`/tmp/work`);
 - resource limits: a control group capping its processes and memory where the
   machine allows one (checked by `limits_in_force`), and rlimits on address
   space, file size, open files, CPU time and core dumps everywhere;
@@ -99,16 +100,24 @@ class _ControlGroup:
                     threading.Event().wait(0.02)
 
 
-def _hidden_paths(course_root):
-    hidden = [Path(course_root).resolve(), REPO / "solutions", REPO / "tests", REPO / ".git"]
-    home = Path.home().resolve()
-    keep = [Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), REPO]
+def _mounts(course_root, workdir):
+    """bwrap's file system arguments: the machine read-only, an empty /tmp and
+    home, then what the worker needs put back, then the secrets hidden again."""
+    tmp, home = Path("/tmp"), Path.home().resolve()
+    # The interpreter, the venv and the course's code (where autograder.worker lives).
+    keep = sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), REPO})
+    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for k in keep:
+        if tmp in k.parents and not any(other in k.parents for other in keep):
+            args += ["--ro-bind", str(k), str(k)]  # a clone or venv under /tmp
     if home.is_dir() and home != Path("/"):
         for child in home.iterdir():
             if child.is_dir() and not any(k == child or child in k.parents for k in keep):
-                hidden.append(child)
-    # Only folders that exist and are not parents of what the worker needs.
-    return [p for p in hidden if p.is_dir() and not any(p == k or p in k.parents for k in keep[:2])]
+                args += ["--tmpfs", str(child)]
+    for secret in (Path(course_root).resolve(), REPO / "solutions", REPO / "tests", REPO / ".git"):
+        if secret.is_dir() and not any(secret == k or secret in k.parents for k in keep if k != REPO):
+            args += ["--tmpfs", str(secret)]
+    return args + ["--bind", str(workdir), "/tmp/work", "--chdir", "/tmp/work"]
 
 
 class Sandbox:
@@ -122,14 +131,10 @@ class Sandbox:
         workdir.mkdir(parents=True, exist_ok=True)
         to_worker_r, self.fd_to = os.pipe()
         self.fd_from, from_worker_w = os.pipe()
-        cmd = [BWRAP, "--unshare-all", "--die-with-parent", "--new-session",
-               "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        for path in _hidden_paths(course_root):
-            cmd += ["--tmpfs", str(path)]
-        cmd += ["--bind", str(workdir), "/tmp/work", "--chdir", "/tmp/work",
-                "--setenv", "HOME", "/tmp/work", "--setenv", "OMP_NUM_THREADS", "1",
-                "--setenv", "CUDA_VISIBLE_DEVICES", "",
-                sys.executable, "-I", "-m", "autograder.worker", str(to_worker_r), str(from_worker_w)]
+        cmd = [BWRAP, "--unshare-all", "--die-with-parent", "--new-session", *_mounts(course_root, workdir),
+               "--setenv", "HOME", "/tmp/work", "--setenv", "OMP_NUM_THREADS", "1",
+               "--setenv", "CUDA_VISIBLE_DEVICES", "",
+               sys.executable, "-I", "-m", "autograder.worker", str(to_worker_r), str(from_worker_w)]
         self.cgroup = _ControlGroup()
         self.output = bytearray()
         self.output_total = 0
