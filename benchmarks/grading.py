@@ -73,11 +73,14 @@ def make_class(assignment, n, folder, seed=0):
                     nb["cells"] = []
                     path.write_text(json.dumps(nb))
         else:
+            # A wrong answer plus a trick meant to hide it (or to hurt the grader).
             trick = sorted(HOSTILE)[(i // len(kinds)) % len(HOSTILE)]
             name = f"s{i:03d}_hostile_{trick}"
             path = folder / name / assignment / f"{assignment}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
-            make_submission(assignment, path, {**solution, first: solution[first] + "\n" + HOSTILE[trick]})
+            cell, edits, _, _ = catalog.WRONG[rng.choice(sorted(w for w in catalog.WRONG
+                                                                  if catalog.WRONG[w][0] == first))]
+            make_submission(assignment, path, {**solution, cell: mutate(solution[cell], edits) + "\n" + HOSTILE[trick]})
         submissions[name] = path
         kinds_of[name] = kind
     return submissions, kinds_of

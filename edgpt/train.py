@@ -4,16 +4,20 @@ from torch import nn
 from tqdm import tqdm
 
 
-def train(model, make_batch, steps, lr=3e-3, desc="training", device=None):
+def train(model, make_batch, steps, lr=3e-3, desc="training", device=None, warmup=None):
     """Train `model` with Adam on batches from `make_batch(step) -> (x, y)`.
 
     `model(x)` returns logits [..., V] and `y` holds class ids [...]; the loss
-    is the mean cross-entropy over every position. Returns the loss of each
-    step, for a loss curve.
+    is the mean cross-entropy over every position whose target is not -100.
+    With `warmup`, the learning rate rises linearly over that many steps, then
+    falls linearly to 0 at the last step; without it, it stays `lr`. Returns
+    the loss of each step, for a loss curve.
     """
     device = device or next(model.parameters()).device
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
+    schedule = None if warmup is None else torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: min(1.0, (step + 1) / warmup) * (1.0 - step / steps))
+    loss_fn = nn.CrossEntropyLoss()  # ignore_index=-100 by default
     losses = []
     model.train()
     # Plain-text tqdm: it works in a terminal, in Jupyter and in the built book
@@ -26,6 +30,8 @@ def train(model, make_batch, steps, lr=3e-3, desc="training", device=None):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
