@@ -1,4 +1,4 @@
-"""One sandbox per submission: the process the student's code runs in.
+"""Sandboxes for student code.
 
 The worker (`autograder.worker`) runs under bubblewrap (`bwrap`, Debian
 package `bubblewrap`) with
@@ -8,20 +8,29 @@ package `bubblewrap`) with
 - a read-only view of the machine, with the course folder, the solutions, the
   tests and the repository's history, `/tmp` and the home folder's contents
   hidden (empty; the interpreter and the course's code put back where they
-  live there), and one writable folder of its own (`/tmp/work`);
+  live there); the only writable places are the sandbox's own `/tmp` and
+  `/dev/shm`, in memory;
 - resource limits: a control group capping its processes and memory where the
   machine allows one (checked by `limits_in_force`), and rlimits on address
   space, file size, open files, CPU time and core dumps everywhere;
 - its output read by a thread of the grader that keeps the first
-  `OUTPUT_KEEP_BYTES` and kills the process past `OUTPUT_MAX_BYTES`.
+  `OUTPUT_KEEP_BYTES` and stops the worker past `OUTPUT_MAX_BYTES`.
+
+Each grading process keeps one such sandbox, a *zygote* that has imported
+torch, and forks a fresh child in it for every submission (`spawn`): its own
+process tree and pipes, a wiped `/tmp`, nothing left of the previous child.
 """
+import atexit
 import os
 import resource
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -100,7 +109,7 @@ class _ControlGroup:
                     threading.Event().wait(0.02)
 
 
-def _mounts(course_root, workdir):
+def _mounts(course_root):
     """bwrap's file system arguments: the machine read-only, an empty /tmp and
     home, then what the worker needs put back, then the secrets hidden again."""
     tmp, home = Path("/tmp"), Path.home().resolve()
@@ -117,34 +126,39 @@ def _mounts(course_root, workdir):
     for secret in (Path(course_root).resolve(), REPO / "solutions", REPO / "tests", REPO / ".git"):
         if secret.is_dir() and not any(secret == k or secret in k.parents for k in keep if k != REPO):
             args += ["--tmpfs", str(secret)]
-    return args + ["--bind", str(workdir), "/tmp/work", "--chdir", "/tmp/work"]
+    return args + ["--chdir", "/tmp"]
 
 
-class Sandbox:
-    """A started worker: `fd_to`/`fd_from` are the grader's ends of its channel."""
+class Zygote:
+    """A sandboxed worker that has imported torch once and forks one child per
+    submission (`spawn`).
 
-    def __init__(self, course_root, workdir):
+    Importing torch takes about 2 s of CPU, most of what a submission cost.
+    The zygote never runs student code: each child starts from its pristine
+    state in a fresh `/tmp` (the zygote wipes it, and kills every process the
+    previous child left behind, before the next one), with its own pipes to
+    the grader. The zygote's control group limits the child's memory and
+    processes; a child that times out or floods its output is stopped by
+    killing the whole zygote, and the next submission gets a new one.
+    """
+
+    RECORD = 16  # bytes of each message on the control socket
+
+    def __init__(self, course_root):
         if not BWRAP:
-            raise SandboxUnavailable(
-                "bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        to_worker_r, self.fd_to = os.pipe()
-        self.fd_from, from_worker_w = os.pipe()
-        cmd = [BWRAP, "--unshare-all", "--die-with-parent", "--new-session", *_mounts(course_root, workdir),
+            raise SandboxUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
+        self.control, theirs = socket.socketpair()
+        cmd = [BWRAP, "--unshare-all", "--die-with-parent", "--new-session", *_mounts(course_root),
                "--setenv", "HOME", "/tmp/work", "--setenv", "OMP_NUM_THREADS", "1",
                "--setenv", "CUDA_VISIBLE_DEVICES", "",
-               sys.executable, "-I", "-m", "autograder.worker", str(to_worker_r), str(from_worker_w)]
+               sys.executable, "-I", "-m", "autograder.worker", "--zygote", str(theirs.fileno())]
         self.cgroup = _ControlGroup()
-        self.output = bytearray()
-        self.output_total = 0
-        self.killed_for = None
+        self.child = None  # the running submission's handle, which gets the output
         self.process = subprocess.Popen(
-            cmd, pass_fds=(to_worker_r, from_worker_w), stdin=subprocess.DEVNULL,
+            cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=self._limit, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
-        os.close(to_worker_r)
-        os.close(from_worker_w)
+        theirs.close()
         self.reader = threading.Thread(target=self._read_output, daemon=True)
         self.reader.start()
 
@@ -155,19 +169,48 @@ class Sandbox:
                             (resource.RLIMIT_CPU, CPU_SECONDS)):
             resource.setrlimit(kind, (value, value))
 
+    def alive(self):
+        return self.process.poll() is None
+
     def _read_output(self):
         pipe = self.process.stdout
         while True:
             chunk = pipe.read1(1 << 16)
             if not chunk:
                 return
-            self.output_total += len(chunk)
-            room = OUTPUT_KEEP_BYTES - len(self.output)
-            if room > 0:
-                self.output += chunk[:room]
-            if self.output_total > OUTPUT_MAX_BYTES and not self.killed_for:
-                self.killed_for = f"printed more than {OUTPUT_MAX_BYTES // 2**20} MB"
-                self.kill()
+            child = self.child
+            if child is not None:
+                child.take_output(chunk)
+
+    def spawn(self, deadline):
+        """A fresh child for one submission (waits for the zygote's start)."""
+        to_child_r, fd_to = os.pipe()
+        fd_from, from_child_w = os.pipe()
+        child = Child(self, fd_to, fd_from)
+        self.child = child
+        try:
+            socket.send_fds(self.control, [b"spawn".ljust(self.RECORD)], [to_child_r, from_child_w])
+            reply = self._record(deadline)
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        if reply != "ok":
+            self.kill()
+            raise SandboxUnavailable(f"the sandbox did not start a worker ({reply or 'no answer'})")
+        return child
+
+    def _record(self, deadline):
+        """The next message of the zygote, or None if none comes in time."""
+        data = b""
+        while len(data) < self.RECORD:
+            wait = max(0.0, deadline - time.monotonic())
+            if not select.select([self.control], [], [], wait)[0]:
+                return None
+            chunk = self.control.recv(self.RECORD - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return data.decode().strip()
 
     def kill(self):
         try:
@@ -175,32 +218,89 @@ class Sandbox:
         except ProcessLookupError:
             pass
 
-    def death_reason(self):
+    def close(self):
+        self.kill()
         try:
-            code = self.process.wait(timeout=5)
+            self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
+            pass
+        self.control.close()
+        self.reader.join(timeout=5)
+        self.cgroup.remove()
+
+
+class Child:
+    """One submission's worker, forked by a `Zygote`: `fd_to`/`fd_from` are the
+    grader's ends of its channel."""
+
+    def __init__(self, zygote, fd_to, fd_from):
+        self.zygote, self.fd_to, self.fd_from = zygote, fd_to, fd_from
+        self.output = bytearray()
+        self.output_total = 0
+        self.killed_for = None
+        self.status = None
+
+    def take_output(self, chunk):
+        self.output_total += len(chunk)
+        room = OUTPUT_KEEP_BYTES - len(self.output)
+        if room > 0:
+            self.output += chunk[:room]
+        if self.output_total > OUTPUT_MAX_BYTES and not self.killed_for:
+            self.killed_for = f"printed more than {OUTPUT_MAX_BYTES // 2**20} MB"
             self.kill()
-            code = self.process.wait()
+
+    def kill(self):
+        self.zygote.kill()  # the only sure way to stop everything the child started
+
+    def _exit_status(self, wait=5.0):
+        if self.status is None:
+            record = self.zygote._record(time.monotonic() + wait)
+            self.status = record if record else "gone"
+        return self.status
+
+    def death_reason(self):
+        status = self._exit_status()
         if self.killed_for:
             return f"the kernel was stopped: it {self.killed_for}"
-        if code < 0 or code >= 128:
-            sig = -code if code < 0 else code - 128
-            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        if not status.startswith("exit "):
+            return "the kernel died: its sandbox was killed (a memory or process limit, or a kill)"
+        code = int(status.split()[1])
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             hint = {"SIGSEGV": " (a segmentation fault)", "SIGKILL": " (a memory or process limit, or a kill)",
                     "SIGXCPU": " (the CPU time limit)", "SIGXFSZ": " (the file size limit)"}.get(name, "")
             return f"the kernel died: signal {name}{hint}"
         return f"the kernel died: the process exited with status {code}"
 
     def close(self):
+        """End the submission: the child sees its channel close and exits; the
+        zygote reports it and cleans up. A zygote that does not is replaced."""
         for fd in (self.fd_to, self.fd_from):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        self.kill()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        self.reader.join(timeout=5)
-        self.cgroup.remove()
+        if self._exit_status(wait=10.0) == "gone" or self.killed_for:
+            self.zygote.kill()
+        self.zygote.child = None
+
+
+_zygotes = {}
+
+
+def spawn(course_root, deadline):
+    """A fresh sandboxed worker for one submission, from this process's zygote
+    for `course_root` (started, or restarted, as needed)."""
+    key = str(Path(course_root).resolve())
+    zygote = _zygotes.get(key)
+    if zygote is None or not zygote.alive():
+        if zygote is not None:
+            zygote.close()
+        zygote = _zygotes[key] = Zygote(course_root)
+    return zygote.spawn(deadline)
+
+
+@atexit.register
+def _close_zygotes():
+    for zygote in _zygotes.values():
+        zygote.close()

@@ -19,7 +19,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -110,7 +109,7 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S):
     import torch
 
     from autograder.remote import KernelDied, Session
-    from autograder.sandbox import Sandbox
+    from autograder import sandbox as sandboxes
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -123,49 +122,48 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S):
 
     tests, written, dead = {}, {}, None
     namespace = {"__name__": "__main__"}
-    with tempfile.TemporaryDirectory(prefix="edgpt-work-") as work:
-        sandbox = None if unreadable else Sandbox(course_root, work)
-        session = None if sandbox is None else Session(sandbox, sandbox.fd_to, sandbox.fd_from)
-        try:
-            for cell in source_nb["cells"]:
-                meta = _meta(cell)
-                grade_id = meta.get("grade_id")
-                if cell.get("cell_type") != "code":
-                    if meta.get("grade"):
-                        written[grade_id] = {"max": float(meta.get("points", 0))}
-                    continue
+    sandbox = None if unreadable else sandboxes.spawn(course_root, time.monotonic() + timeout + STARTUP_S)
+    session = None if sandbox is None else Session(sandbox, sandbox.fd_to, sandbox.fd_from)
+    try:
+        for cell in source_nb["cells"]:
+            meta = _meta(cell)
+            grade_id = meta.get("grade_id")
+            if cell.get("cell_type") != "code":
                 if meta.get("grade"):
-                    tests[grade_id] = _run_test(cell, namespace, session, dead, unreadable, flags, timeout)
-                    if session is not None and dead is None and tests[grade_id].get("died"):
-                        dead = tests[grade_id].pop("died")
-                    tests[grade_id].pop("died", None)
-                    continue
-                if dead or session is None:
-                    continue
-                try:
-                    # The first request also waits for the worker to start (torch import).
-                    started = session.deadline is not None
-                    session.deadline = time.monotonic() + timeout + (0 if started else STARTUP_S)
-                    if meta.get("solution"):
-                        codes = [answers.get(grade_id, "")] + added.get(grade_id, [])
-                    else:  # a locked cell: both sides run the released code
-                        exec(compile(_source(cell), grade_id or "cell", "exec"), namespace)  # noqa: S102
-                        # cells the student added before every answer cell run after the imports
-                        codes = [_source(cell)] + (added.get(None, []) if grade_id == "imports" else [])
-                    for i, code in enumerate(codes):
-                        _, names = session.exec_cell(_python(code), f"<{grade_id}>")
-                        if i == 0 and not meta.get("solution"):
-                            continue  # a locked cell: the grader ran it itself and keeps its own names
-                        for k, v in names.items():
-                            if not isinstance(namespace.get(k), type(os)):  # the grader's modules stay its own
-                                namespace[k] = v
-                except KernelDied as e:
-                    dead = str(e)
-        finally:
-            if sandbox is not None:
-                sandbox.close()
-                if sandbox.killed_for:
-                    flags.append(f"the kernel was stopped: it {sandbox.killed_for}")
+                    written[grade_id] = {"max": float(meta.get("points", 0))}
+                continue
+            if meta.get("grade"):
+                tests[grade_id] = _run_test(cell, namespace, session, dead, unreadable, flags, timeout)
+                if session is not None and dead is None and tests[grade_id].get("died"):
+                    dead = tests[grade_id].pop("died")
+                tests[grade_id].pop("died", None)
+                continue
+            if dead or session is None:
+                continue
+            try:
+                # The first request also waits for the worker to start (torch import).
+                started = session.deadline is not None
+                session.deadline = time.monotonic() + timeout + (0 if started else STARTUP_S)
+                if meta.get("solution"):
+                    codes = [answers.get(grade_id, "")] + added.get(grade_id, [])
+                else:  # a locked cell: both sides run the released code
+                    exec(compile(_source(cell), grade_id or "cell", "exec"), namespace)  # noqa: S102
+                    # cells the student added before every answer cell run after the imports
+                    codes = [_source(cell)] + (added.get(None, []) if grade_id == "imports" else [])
+                for i, code in enumerate(codes):
+                    _, names = session.exec_cell(_python(code), f"<{grade_id}>")
+                    if i == 0 and not meta.get("solution"):
+                        continue  # a locked cell: the grader ran it itself and keeps its own names
+                    for k, v in names.items():
+                        if not isinstance(namespace.get(k), type(os)):  # the grader's modules stay its own
+                            namespace[k] = v
+            except KernelDied as e:
+                dead = str(e)
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+            if sandbox.killed_for:
+                flags.append(f"the kernel was stopped: it {sandbox.killed_for}")
     if dead:
         flags.append(dead)
     return {"total": sum(t["score"] for t in tests.values()),

@@ -276,10 +276,67 @@ class _NoIPython:
         return lambda *a, **k: None
 
 
+def zygote(control_fd):
+    """Fork one worker per request of the grader, from this already-started
+    process (see `autograder.sandbox.Zygote`); never run student code here."""
+    import os
+    import shutil
+    import signal
+    import socket
+
+    control = socket.socket(fileno=control_fd)
+    record = 16
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(control, record, 2)
+        except OSError:
+            return
+        if not msg or len(fds) != 2:
+            return
+        pid = os.fork()
+        if pid == 0:  # the child: one submission
+            control.close()
+            os.makedirs("/tmp/work", exist_ok=True)
+            os.chdir("/tmp/work")
+            try:
+                Worker(fds[0], fds[1]).run()
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        control.sendall(b"ok".ljust(record))
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        # Whatever the child started dies with it (again and again, in case
+        # something forked during a sweep), and its files go.
+        for _ in range(100):
+            others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid())]
+            if not others:
+                break
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            while True:
+                try:
+                    if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                        break
+                except ChildProcessError:
+                    break
+        for folder in ("/tmp", "/dev/shm"):
+            for entry in os.listdir(folder) if os.path.isdir(folder) else ():
+                path = os.path.join(folder, entry)
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) and not os.path.islink(path) \
+                    else os.unlink(path)
+        control.sendall(f"exit {code}".encode().ljust(record))
+
+
 def main():
-    fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
     torch.set_num_threads(1)
-    Worker(fd_in, fd_out).run()
+    if sys.argv[1] == "--zygote":
+        zygote(int(sys.argv[2]))
+    else:
+        Worker(int(sys.argv[1]), int(sys.argv[2])).run()
 
 
 if __name__ == "__main__":

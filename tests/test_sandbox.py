@@ -104,6 +104,9 @@ def fixtures(course, port):
         "huge_output": ({**SOLUTION, COUNT: "def ffn_num_parameters(d_model, d_ff):\n    while True:\n"
                                             "        print('x' * 100000)\n"}, {**full, **zero_count},
                         "printed more than"),
+        "leaves_processes_behind": ({**SOLUTION, COUNT: SOLUTION[COUNT] + "\nimport subprocess\nfor _ in range(3):\n"
+                                     "    subprocess.Popen(['sh', '-c', 'sleep 60'], start_new_session=True)\n"},
+                                    full, None),
         "segfault": ({**SOLUTION, COUNT: "import ctypes\ndef ffn_num_parameters(d_model, d_ff):\n"
                                          "    return ctypes.string_at(0)\n"}, {**full, **zero_count}, "SIGSEGV"),
         "deletes_and_rewrites_files": ({**SOLUTION, COUNT: SOLUTION[COUNT] + "\nimport shutil\nfor p in %r:\n"
