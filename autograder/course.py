@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -443,8 +444,7 @@ def report(root: Path, assignment: str) -> dict:
     lines = [f"# Report: {assignment}", "",
              f"{len(scores)} graded submissions, maximum {maximum:g} points (automatic part).", ""]
     if scores:
-        mean = sum(scores) / len(scores)
-        median = scores[len(scores) // 2] if len(scores) % 2 else (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
+        mean, median = statistics.mean(scores), statistics.median(scores)
         lines += [f"Mean {mean:.2f}, median {median:g}, full marks {sum(s == maximum for s in scores)}, "
                   f"zero {sum(s == 0 for s in scores)}.", "",
                   "| score | students |", "|---:|---:|"]

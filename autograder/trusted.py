@@ -27,7 +27,7 @@ from autograder import RELEASE_DIR, SOURCE_DIR
 from autograder.config import CELL_TIMEOUT_S
 
 KERNEL = "python3"
-STARTUP_S = 60  # on top of the first cell's time: the worker imports torch
+STARTUP_S = 60  # on top of the first spawn's time: a new zygote imports torch
 
 
 def _source(cell):
@@ -141,9 +141,7 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S):
             if dead or session is None:
                 continue
             try:
-                # The first request also waits for the worker to start (torch import).
-                started = session.deadline is not None
-                session.deadline = time.monotonic() + timeout + (0 if started else STARTUP_S)
+                session.deadline = time.monotonic() + timeout
                 if meta.get("solution"):
                     codes = [answers.get(grade_id, "")] + added.get(grade_id, [])
                 else:  # a locked cell: both sides run the released code
