@@ -13,6 +13,7 @@ from pathlib import Path
 
 from autograder import assignments
 from autograder import course as c
+from autograder.config import SUBMISSION_BUDGET_S
 
 
 def _release(args):
@@ -43,21 +44,28 @@ def _grade(args):
     if not submissions:
         sys.exit(f"no submissions of {args.assignment} in {course / 'submitted'}: run collect first, "
                  f"or pass --submitted DIR holding DIR/<student_id>/{args.assignment}/<notebook>.ipynb")
+    stopped = None
     if args.engine == "nbgrader":
         results = c.autograde(course, args.assignment, submissions)
     else:
         from autograder.sandbox import SandboxUnavailable
+        from autograder.trusted import GradingStopped
 
         try:
-            results = c.sandboxed_autograde(course, args.assignment, submissions, jobs=args.jobs)
+            results = c.sandboxed_autograde(course, args.assignment, submissions, jobs=args.jobs,
+                                            budget=args.budget)
+        except GradingStopped as e:  # what was graded is kept; the command fails with the reason
+            results, stopped = e.partial, str(e)
         except SandboxUnavailable as e:
-            sys.exit(str(e))
+            results, stopped = {}, str(e)
     for student, r in results.items():
         print(f"{student:<24} {r['total']:5.1f} / {r['max']:.1f}")
         for flag in r.get("flags", []):
             print(f"{'':<24} flagged: {flag}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    if stopped:
+        sys.exit(f"grading stopped after {len(results)} of {len(submissions)} submissions: {stopped}")
 
 
 def _feedback(args):
@@ -114,6 +122,8 @@ def main(argv=None):
     p.add_argument("--json", help="write the results here")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="submissions graded at once, each in its own sandbox (default: one per core)")
+    p.add_argument("--budget", type=float, default=SUBMISSION_BUDGET_S,
+                   help=f"seconds for one whole submission, every cell together (default: {SUBMISSION_BUDGET_S})")
     p.add_argument("--engine", choices=("sandbox", "nbgrader"), default="sandbox",
                    help="sandbox (default): student code in a sandbox, tests in the grader; "
                         "nbgrader: plain `nbgrader autograde`, student code and tests in one kernel")

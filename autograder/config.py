@@ -14,6 +14,9 @@ WARNING_PATTERN = r"\w*Warning: "
 
 # A test cell that runs longer than this is stopped and scores 0.
 CELL_TIMEOUT_S = 60
+# The sandboxed grader's time for one whole submission, every cell together:
+# what is still running then is stopped and the tests not yet run score 0.
+SUBMISSION_BUDGET_S = 180
 
 
 def nbgrader_config(root: Path) -> Config:

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from autograder import RELEASE_DIR, REPO, SOURCE_DIR
-from autograder.config import CELL_TIMEOUT_S, nbgrader_config
+from autograder.config import CELL_TIMEOUT_S, SUBMISSION_BUDGET_S, nbgrader_config
 
 
 def _api(root: Path):
@@ -260,7 +260,7 @@ def feedback(root: Path, assignment: str) -> dict:
                 messages = [describe_error(o) for o in cell.get("outputs", []) if o.output_type == "error"]
                 if grade is not None:
                     rows.append(f"| `{grade_id}` | {grade.score:g} / {grade.max_score:g} | "
-                                f"{'<br>'.join(m.replace('|', '/') for m in messages) or 'passed'} |")
+                                f"{'<br>'.join(markdown_text(m) for m in messages) or 'passed'} |")
             total = sum(g.score for g in scores.values() if g.cell.cell_type == "code")
             maximum = sum(g.max_score for g in scores.values() if g.cell.cell_type == "code")
             written = [g.name for g in scores.values() if g.cell.cell_type == "markdown"]
@@ -276,6 +276,15 @@ def feedback(root: Path, assignment: str) -> dict:
             out.write_text(html, encoding="utf-8")
             pages[student] = out
     return pages
+
+
+def markdown_text(text: str) -> str:
+    """A student's text as literal Markdown: no HTML, no emphasis, no table
+    break ("2*3 weights" stays "2*3 weights", `<script>` stays text)."""
+    import html
+
+    escaped = re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", text)
+    return html.escape(escaped, quote=False).replace("\n", " ")
 
 
 def describe_error(output) -> str:
@@ -333,12 +342,12 @@ def validate(notebook: Path) -> list:
 # ------------------------------------------------------- sandboxed grading
 
 def sandboxed_autograde(root: Path, assignment: str, submissions: dict, jobs: int = 1,
-                        timeout: float = CELL_TIMEOUT_S) -> dict:
+                        timeout: float = CELL_TIMEOUT_S, budget: float = SUBMISSION_BUDGET_S, **options) -> dict:
     """Grade `{student_id: notebook_path}` in sandboxes, `jobs` at a time
     (`autograder.trusted`), and write every result to the gradebook and an
     autograded notebook for `feedback`. Returns the results as `autograde`
     does, each with its `flags`."""
-    from autograder.trusted import grade
+    from autograder.trusted import GradingStopped, grade
 
     root = open_course(Path(root), assignment)
     released = _released_notebook(root, assignment)
@@ -349,11 +358,18 @@ def sandboxed_autograde(root: Path, assignment: str, submissions: dict, jobs: in
         _record(root, assignment, student, result)
         _write_autograded(root, assignment, student, released, result)
 
-    results = grade(assignment, submissions, root, jobs=jobs, on_result=save, timeout=timeout)
-    for result in results.values():
-        result.pop("answers", None)
-        result.pop("added", None)
-    return results
+    def public(results):
+        for result in results.values():
+            result.pop("answers", None)
+            result.pop("added", None)
+        return results
+
+    try:
+        return public(grade(assignment, submissions, root, jobs=jobs, on_result=save, timeout=timeout,
+                            budget=budget, **options))
+    except GradingStopped as e:
+        public(e.partial)
+        raise
 
 
 def _record(root, assignment, student, result):

@@ -42,21 +42,29 @@ class RemoteError(Exception):
 
 
 _error_classes = {}
+MESSAGE_CHARS = 1000       # of an error message from the student's process
+MAX_HASHED_KEYS = 1000     # non-string dict keys in one value (their hashes are not randomised)
 
 
 def _exception(kind, message, builtin):
+    kind, message = str(kind)[:100], str(message)
+    if len(message) > MESSAGE_CHARS:
+        message = message[:MESSAGE_CHARS] + " [...]"
     cls = getattr(builtins, kind, None) if builtin else None
     if not (isinstance(cls, type) and issubclass(cls, Exception)):
-        cls = _error_classes.setdefault(kind, type(kind, (RemoteError,), {}))
+        cls = _error_classes.get(kind) or RemoteError
+        if cls is RemoteError and len(_error_classes) < 1000 and kind.isidentifier():
+            cls = _error_classes[kind] = type(kind, (RemoteError,), {})
     return cls(message)
 
 
 class Session:
     """One student's sandboxed worker, seen from the grader."""
 
-    def __init__(self, process, fd_to, fd_from):
+    def __init__(self, process, fd_to, fd_from, budget_end=None, budget=None):
         self.process, self.fd_to, self.fd_from = process, fd_to, fd_from
-        self.deadline = None        # time.monotonic() value for the current test
+        self.deadline = None        # time.monotonic() value for the current cell
+        self.budget_end, self.budget = budget_end, budget  # the whole submission's
         self.callbacks = {}         # id -> the grader's own function or model
         self.callback_errors = {}   # id -> exception a callback raised
         self.generators = {}        # key -> torch.Generator passed to the student's code
@@ -65,12 +73,45 @@ class Session:
         self.calls = itertools.count()
 
     # ------------------------------------------------------------- channel
+    def start(self, timeout):
+        """The next cell's deadline: its own time limit, within the submission's budget."""
+        import time
+
+        self.deadline = time.monotonic() + timeout
+        if self.budget_end is not None:
+            self.deadline = min(self.deadline, self.budget_end)
+
+    def _timed_out(self):
+        import time
+
+        if self.budget_end is not None and time.monotonic() >= self.budget_end:
+            return f"stopped: the submission used up its time budget of {self.budget:g} s"
+        return "timed out: the code did not finish in the time allowed"
+
+    def malformed(self, e):
+        """The student's process sent something the protocol does not allow:
+        it is stopped, and what had not run scores 0."""
+        self.process.kill()
+        return KernelDied(f"the submission's process sent malformed data ({type(e).__name__}: {str(e)[:200]})")
+
+    def checked(self, fn, *args):
+        """`fn(*args)` on data from the student's process; any failure to make
+        sense of it is `malformed`."""
+        try:
+            return fn(*args)
+        except KernelDied:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever the data was, it was not well-formed
+            raise self.malformed(e) from None
+
     def request(self, msg):
         msg["rng"] = torch.get_rng_state()
         try:
             wire.send(self.fd_to, msg)
             while True:
                 reply = wire.recv(self.fd_from, self.deadline)
+                if not isinstance(reply, dict):
+                    raise wire.ProtocolError("a reply that is not a map")
                 if reply.get("op") != "callback":
                     break
                 self._serve_callback(reply)
@@ -78,20 +119,20 @@ class Session:
             raise KernelDied(self.process.death_reason()) from None
         except wire.Deadline:
             self.process.kill()
-            raise KernelDied("timed out: the code did not finish in the time allowed") from None
-        except (wire.ProtocolError, KeyError, TypeError) as e:
-            self.process.kill()
-            raise KernelDied(f"the submission's process sent malformed data ({e})") from None
-        self._sync(reply)
+            raise KernelDied(self._timed_out()) from None
+        except KernelDied:
+            raise
+        except Exception as e:  # noqa: BLE001 - a protocol error, or a malformed callback request
+            raise self.malformed(e) from None
+        self.checked(self._sync, reply)
         op = reply.get("op")
-        if op == "result":
+        if op == "result" and "value" in reply:
             return reply["value"]
-        if op == "callback_failed":
+        if op == "callback_failed" and reply.get("ref") in self.callback_errors:
             raise self.callback_errors.pop(reply["ref"])
         if op == "error":
-            raise _exception(str(reply["type"]), str(reply["message"]), bool(reply.get("builtin")))
-        self.process.kill()
-        raise KernelDied(f"the submission's process sent an unknown reply {op!r}")
+            raise _exception(reply.get("type"), reply.get("message"), reply.get("builtin") is True)
+        raise self.malformed(wire.ProtocolError(f"an unknown reply {str(op)[:40]!r}"))
 
     def _sync(self, reply):
         torch.set_rng_state(reply["rng"])
@@ -100,15 +141,20 @@ class Session:
                 self.generators[key].set_state(state)
 
     def _serve_callback(self, msg):
+        """Run the grader's function the student's code called; a malformed
+        request raises here, inside `request`, which stops the student's process."""
         torch.set_rng_state(msg["rng"])
         fn = self.callbacks[msg["id"]]
+        args, kwargs = self.decode(msg["args"]), self.decode(msg["kwargs"])
+        if not isinstance(args, list) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise wire.ProtocolError("malformed callback arguments")
         try:
-            value = fn(*self.decode(msg["args"]), **self.decode(msg["kwargs"]))
+            value = fn(*args, **kwargs)
             reply = {"op": "callback_result", "value": self.encode(value)}
         except Exception as e:  # noqa: BLE001 - handed back to the student's code, re-raised here later
             ref = next(self.calls)
             self.callback_errors[ref] = e
-            reply = {"op": "callback_error", "ref": ref, "message": f"{type(e).__name__}: {e}"}
+            reply = {"op": "callback_error", "ref": ref, "message": f"{type(e).__name__}: {str(e)[:MESSAGE_CHARS]}"}
         reply["rng"] = torch.get_rng_state()
         wire.send(self.fd_to, reply)
 
@@ -125,8 +171,9 @@ class Session:
         if isinstance(v, dict):
             return {"__t__": "dict", "items": [(k, self.encode(x)) for k, x in v.items()]}
         if isinstance(v, torch.Generator):
-            self.generators[id(v)] = v
-            return {"__t__": "gen", "key": id(v), "state": v.get_state()}
+            key = str(id(v))  # map keys on the wire are strings
+            self.generators[key] = v
+            return {"__t__": "gen", "key": key, "state": v.get_state()}
         if isinstance(v, torch.dtype):
             return {"__t__": "dtype", "name": str(v).replace("torch.", "")}
         rid = getattr(v, "_rid", None)
@@ -154,7 +201,10 @@ class Session:
             return v
         t = v["__t__"]
         if t == "dict":
-            return {k: self.decode(x) for k, x in v["items"]}
+            items = [(k, self.decode(x)) for k, x in v["items"]]
+            if sum(not isinstance(k, str) for k, _ in items) > MAX_HASHED_KEYS:
+                raise wire.ProtocolError(f"a dict with more than {MAX_HASHED_KEYS} keys that are not strings")
+            return dict(items)
         if t == "module":
             return self._mirror(v)
         if t == "class":
@@ -213,8 +263,13 @@ class Session:
     # ---------------------------------------------------------------- calls
     def exec_cell(self, source, name):
         reply = self.request({"op": "exec", "source": source, "name": name})
+        return self.checked(self._names, reply)
+
+    def _names(self, reply):
         names = {}
         for k, v in reply["names"].items():
+            if not isinstance(k, str):
+                raise wire.ProtocolError("a name that is not a string")
             try:
                 names[k] = self.decode(v)
             except Exception:  # noqa: BLE001 - a name that cannot be mirrored is left out
@@ -228,7 +283,9 @@ class Session:
                "args": self.encode(list(args)), "kwargs": self.encode(kwargs)}
         if slots and torch.is_grad_enabled():
             return _RemoteCall.apply(self, msg, slots, *[leaves[i] for i in slots])
-        reply = self.request(msg)
+        return self.checked(self._finish_call, self.request(msg), target, leaves)
+
+    def _finish_call(self, reply, target, leaves):
         with torch.no_grad():
             for mine, theirs in zip(leaves, reply["mutated"]):
                 if mine.shape == theirs.shape and mine.dtype == theirs.dtype and not torch.equal(mine, theirs):
@@ -247,18 +304,21 @@ class _RemoteCall(torch.autograd.Function):
         ctx.session, ctx.call = session, next(session.calls)
         msg.update(grad_slots=slots, call=ctx.call)
         reply = session.request(msg)
-        value = session.decode(reply["value"])
+        value = session.checked(session.decode, reply["value"] if isinstance(reply, dict) else None)
         outputs = value if isinstance(value, tuple) else (value,)
         if not all(isinstance(o, torch.Tensor) for o in outputs):
             raise TypeError("a differentiable call must return tensors")
         ctx.n_outputs = len(outputs)
-        frozen = [o for o, rg in zip(outputs, reply["requires_grad"]) if not rg]
+        flags = session.checked(lambda: [bool(x) for x in reply["requires_grad"]])
+        frozen = [o for o, rg in zip(outputs, flags) if not rg]
         ctx.mark_non_differentiable(*frozen)
         return value
 
     @staticmethod
     def backward(ctx, *grads):
         reply = ctx.session.request({"op": "backward", "call": ctx.call, "grads": list(grads)})
+        if not isinstance(reply, list) or not all(g is None or isinstance(g, torch.Tensor) for g in reply):
+            raise ctx.session.malformed(wire.ProtocolError("gradients that are not tensors"))
         return (None, None, None, *reply)
 
 
@@ -297,7 +357,8 @@ class RemoteObject:
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        return self._session.decode(self._session.request({"op": "getattr", "id": self._rid, "name": name}))
+        reply = self._session.request({"op": "getattr", "id": self._rid, "name": name})
+        return self._session.checked(self._session.decode, reply)
 
     def __call__(self, *args, **kwargs):
         return self._session.call(self, args, kwargs)

@@ -5,11 +5,11 @@ package `bubblewrap`) with
 
 - its own PID, network, IPC and UTS namespaces: no network at all (not even
   loopback to the grader), no view of other processes, killed with its parent;
-- a read-only view of the machine, with the course folder, the solutions, the
-  tests and the repository's history, `/tmp` and the home folder's contents
-  hidden (empty; the interpreter and the course's code put back where they
-  live there); the only writable places are the sandbox's own `/tmp` and
-  `/dev/shm`, in memory;
+- an empty, read-only root holding only what the worker needs, read-only:
+  `/usr`, the loader's files of `/etc`, the interpreter, its packages and the
+  course's code (`course_code`); the course folder, the submissions, the
+  solutions, the tests, the home folder and `/tmp` are not there at all; the
+  only writable places are a scratch folder and `/dev/shm`, in memory;
 - resource limits: a control group capping its processes and memory where the
   machine allows one (checked by `limits_in_force`), and rlimits on address
   space, file size, open files, CPU time and core dumps everywhere;
@@ -18,7 +18,11 @@ package `bubblewrap`) with
 
 Each grading process keeps one such sandbox, a *zygote* that has imported
 torch, and forks a fresh child in it for every submission (`spawn`): its own
-process tree and pipes, a wiped `/tmp`, nothing left of the previous child.
+process tree and pipes, a new scratch folder, `/dev/shm` and IPC namespace.
+Before any student code the child becomes an unprivileged user with no
+capabilities under a system-call filter (`autograder.lockdown`), whoever
+started the grader, and the grader checks the kernel's account of it
+(`Child.check`).
 """
 import atexit
 import os
@@ -109,24 +113,88 @@ class _ControlGroup:
                     threading.Event().wait(0.02)
 
 
-def _mounts(course_root):
-    """bwrap's file system arguments: the machine read-only, an empty /tmp and
-    home, then what the worker needs put back, then the secrets hidden again."""
-    tmp, home = Path("/tmp"), Path.home().resolve()
-    # The interpreter, the venv and the course's code (where autograder.worker lives).
-    keep = sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), REPO})
-    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for k in keep:
-        if tmp in k.parents and not any(other in k.parents for other in keep):
-            args += ["--ro-bind", str(k), str(k)]  # a clone or venv under /tmp
-    if home.is_dir() and home != Path("/"):
-        for child in home.iterdir():
-            if child.is_dir() and not any(k == child or child in k.parents for k in keep):
-                args += ["--tmpfs", str(child)]
-    for secret in (Path(course_root).resolve(), REPO / "solutions", REPO / "tests", REPO / ".git"):
-        if secret.is_dir() and not any(secret == k or secret in k.parents for k in keep if k != REPO):
-            args += ["--tmpfs", str(secret)]
-    return args + ["--chdir", "/tmp"]
+# From /etc, only what the dynamic loader and Python's start-up read.
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf")
+
+
+def course_code():
+    """The folders the worker imports from: the interpreter, its packages (the
+    venv) and the course's two packages, wherever they were installed."""
+    import importlib.util
+
+    found = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+    for package in ("autograder", "edgpt"):
+        spec = importlib.util.find_spec(package)
+        found.update(Path(p).resolve() for p in spec.submodule_search_locations or ())
+    # One bind for a folder inside another (a venv inside the repository is bound apart).
+    return sorted(p for p in found if not any(q != p and q in p.parents for q in found))
+
+
+def _data(text):
+    """A descriptor bwrap reads a file's contents from (`--ro-bind-data`)."""
+    r, w = os.pipe()
+    os.write(w, text.encode())  # far below a pipe's buffer
+    os.close(w)
+    return r
+
+
+def _mounts():
+    """bwrap's file system arguments: an empty, read-only root holding only
+    the system's programs and libraries (/usr), the interpreter and the
+    course's code, read-only; a private /proc and /dev; writable nothing but
+    the scratch folder and /dev/shm that the zygote mounts afresh for each
+    submission. Returns (arguments, descriptors to pass)."""
+    from autograder.lockdown import SANDBOX_UID, SCRATCH
+
+    args, fds = ["--ro-bind", "/usr", "/usr"], []
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / top
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for name in ETC_FILES:
+        if (Path("/etc") / name).exists():
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    users = {"passwd": f"root:x:0:0::/:/bin/false\nstudent:x:{SANDBOX_UID}:{SANDBOX_UID}::{SCRATCH}:/bin/false\n",
+             "group": f"root:x:0:\nstudent:x:{SANDBOX_UID}:\n"}
+    for name, text in users.items():
+        fds.append(_data(text))
+        args += ["--ro-bind-data", str(fds[-1]), f"/etc/{name}"]
+    # /tmp first: a course installed under /tmp is bound on top of it.
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", SCRATCH]
+    made = set()
+    for path in course_code():
+        if str(path).startswith("/usr/"):
+            continue
+        for parent in reversed(path.parents[:-1]):  # bwrap would make them 0700
+            if parent not in made:
+                made.add(parent)
+                args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--ro-bind", str(path), str(path)]
+    args += ["--remount-ro", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/"]
+    return args, fds
+
+
+def _namespaces():
+    """Every namespace bwrap can give; as root, no user namespace (the zygote
+    stays root of the machine, and each child becomes a user of its own), else
+    one whose root is the zygote (each child maps itself to a user below it)."""
+    args = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    if os.geteuid() != 0:
+        args += ["--unshare-user", "--uid", "0", "--gid", "0", "--cap-add", "ALL"]
+    return args
+
+
+def bwrap_command(*program):
+    """`program` inside the sandbox: (the command, descriptors it must be given)."""
+    from autograder.lockdown import SCRATCH
+
+    mounts, data_fds = _mounts()
+    env = {"HOME": SCRATCH, "TMPDIR": SCRATCH, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    return [BWRAP, *_namespaces(), "--die-with-parent", "--new-session", "--clearenv", *mounts,
+            *[x for k, v in env.items() for x in ("--setenv", k, v)], *program], data_fds
 
 
 class Zygote:
@@ -144,21 +212,24 @@ class Zygote:
 
     RECORD = 16  # bytes of each message on the control socket
 
-    def __init__(self, course_root):
+    def __init__(self, confine=True):
         if not BWRAP:
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
         self.control, theirs = socket.socketpair()
-        cmd = [BWRAP, "--unshare-all", "--die-with-parent", "--new-session", *_mounts(course_root),
-               "--setenv", "HOME", "/tmp/work", "--setenv", "OMP_NUM_THREADS", "1",
-               "--setenv", "CUDA_VISIBLE_DEVICES", "",
-               sys.executable, "-I", "-m", "autograder.worker", "--zygote", str(theirs.fileno())]
+        cmd, data_fds = bwrap_command(sys.executable, "-I", "-m", "autograder.worker", "--zygote",
+                                      str(theirs.fileno()), *([] if confine else ["--unconfined"]))
         self.cgroup = _ControlGroup()
         self.child = None  # the running submission's handle, which gets the output
-        self.process = subprocess.Popen(
-            cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=self._limit, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
-        theirs.close()
+        self.early_output = bytearray()  # what the zygote printed on its own (its start-up errors)
+        try:
+            self.process = subprocess.Popen(
+                cmd, pass_fds=(theirs.fileno(), *data_fds), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=self._limit, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        finally:
+            theirs.close()
+            for fd in data_fds:
+                os.close(fd)
         self.reader = threading.Thread(target=self._read_output, daemon=True)
         self.reader.start()
 
@@ -181,6 +252,8 @@ class Zygote:
             child = self.child
             if child is not None:
                 child.take_output(chunk)
+            elif len(self.early_output) < OUTPUT_KEEP_BYTES:
+                self.early_output += chunk
 
     def spawn(self, deadline):
         """A fresh child for one submission (waits for the zygote's start)."""
@@ -196,8 +269,14 @@ class Zygote:
             os.close(from_child_w)
         if reply != "ok":
             self.kill()
-            raise SandboxUnavailable(f"the sandbox did not start a worker ({reply or 'no answer'})")
+            raise SandboxUnavailable(f"the sandbox did not start a worker ({reply or 'no answer'}); "
+                                     f"its output: {self.output_so_far()}")
+        child.check(deadline)
         return child
+
+    def output_so_far(self):
+        time.sleep(0.2)  # what the zygote printed before it stopped
+        return bytes(self.early_output[-2000:]).decode(errors="replace").strip() or "(none)"
 
     def _record(self, deadline):
         """The next message of the zygote, or None if none comes in time."""
@@ -239,6 +318,21 @@ class Child:
         self.output_total = 0
         self.killed_for = None
         self.status = None
+
+    def check(self, deadline):
+        """The child's first message: what the kernel says it is. Student code
+        is sent only to an unprivileged, capability-free, filtered process."""
+        from autograder import lockdown, wire
+
+        try:
+            hello = wire.recv(self.fd_from, deadline)
+            found = [hello["problem"]] if "problem" in hello else lockdown.problems(hello["identity"])
+        except (wire.WorkerGone, wire.Deadline, wire.ProtocolError, KeyError, TypeError) as e:
+            found = [f"no report from the worker ({type(e).__name__})"]
+        if found:
+            self.zygote.kill()
+            raise SandboxUnavailable("refusing to grade: the sandbox's process for student code is not "
+                                     "confined: " + "; ".join(found))
 
     def take_output(self, chunk):
         self.output_total += len(chunk)
@@ -288,15 +382,14 @@ class Child:
 _zygotes = {}
 
 
-def spawn(course_root, deadline):
+def spawn(deadline):
     """A fresh sandboxed worker for one submission, from this process's zygote
-    for `course_root` (started, or restarted, as needed)."""
-    key = str(Path(course_root).resolve())
-    zygote = _zygotes.get(key)
+    (started, or restarted, as needed)."""
+    zygote = _zygotes.get("zygote")
     if zygote is None or not zygote.alive():
         if zygote is not None:
             zygote.close()
-        zygote = _zygotes[key] = Zygote(course_root)
+        zygote = _zygotes["zygote"] = Zygote()
     return zygote.spawn(deadline)
 
 

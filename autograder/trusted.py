@@ -24,31 +24,25 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from autograder import RELEASE_DIR, SOURCE_DIR
-from autograder.config import CELL_TIMEOUT_S
+from autograder.config import CELL_TIMEOUT_S, SUBMISSION_BUDGET_S
 
 KERNEL = "python3"
 STARTUP_S = 60  # on top of the first spawn's time: a new zygote imports torch
+MESSAGE_CHARS = 1000  # of one failure message in the results
 
 
 def _source(cell):
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
+    """A cell's source, or None when it is not text (a student can write anything)."""
+    src = cell.get("source", "") if isinstance(cell, dict) else None
+    if isinstance(src, list) and all(isinstance(x, str) for x in src):
+        return "".join(src)
+    return src if isinstance(src, str) else None
 
 
 def _meta(cell):
     meta = cell.get("metadata", {}) if isinstance(cell, dict) else {}
     nbg = meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
     return nbg if isinstance(nbg, dict) else {}
-
-
-def _python(source):
-    """A cell's source as plain Python (IPython magics become calls that do nothing)."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        return TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001 - left as is; compiling it reports the error
-        return source
 
 
 def read_submission(path, source_nb, released_nb):
@@ -65,9 +59,10 @@ def read_submission(path, source_nb, released_nb):
             raise TypeError("cells is not a list")
     except Exception as e:  # noqa: BLE001 - any unreadable file is graded 0
         return {}, {}, [f"the file is not a readable notebook ({type(e).__name__}: {str(e)[:200]})"]
-    kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name") if isinstance(nb.get("metadata"), dict) else None
+    meta = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
+    kernel = meta.get("kernelspec", {}).get("name") if isinstance(meta.get("kernelspec"), dict) else None
     if kernel not in (None, KERNEL):
-        flags.append(f"the notebook asks for kernel {kernel!r}; it was run with {KERNEL}")
+        flags.append(f"the notebook asks for kernel {str(kernel)[:40]!r}; it was run with {KERNEL}")
     if not cells:
         flags.append("the notebook has no cells")
     answer_ids = [_meta(c)["grade_id"] for c in source_nb["cells"] if _meta(c).get("solution")]
@@ -79,6 +74,12 @@ def read_submission(path, source_nb, released_nb):
         if not isinstance(cell, dict):
             continue
         grade_id = _meta(cell).get("grade_id")
+        if grade_id is not None and not isinstance(grade_id, str):
+            flags.append(f"a cell with a malformed grade_id ({type(grade_id).__name__}) was ignored")
+            continue
+        if _source(cell) is None:
+            flags.append(f"cell `{grade_id or '(added)'}` has a malformed source and was ignored")
+            continue
         if grade_id in answer_ids and cell.get("cell_type") == "code":
             if grade_id in answers:
                 flags.append(f"answer cell `{grade_id}` appears more than once; the first was graded")
@@ -101,17 +102,35 @@ def read_submission(path, source_nb, released_nb):
 def _message(e):
     if isinstance(e, NotImplementedError):
         return "NotImplementedError: not implemented yet (the answer cell still raises NotImplementedError)"
-    return f"{type(e).__name__}: {e}"
+    return _cut(f"{type(e).__name__}: {e}")
 
 
-def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S):
-    """Grade one notebook in its own sandbox; returns the result record (see `grade`)."""
+def _cut(text, limit=MESSAGE_CHARS):
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
+def _fresh_random_state():
+    """Each student starts from a random state of its own, never the one the
+    previous student of this process left behind."""
+    import random
+
+    import torch
+
+    torch.manual_seed(int.from_bytes(os.urandom(8), "little"))
+    random.seed(os.urandom(16))
+
+
+def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, budget=SUBMISSION_BUDGET_S):
+    """Grade one notebook in its own sandbox; returns the result record (see `grade`).
+
+    `timeout` bounds each cell, `budget` the whole submission (seconds)."""
     import torch
 
     from autograder.remote import KernelDied, Session
     from autograder import sandbox as sandboxes
 
     torch.set_num_threads(1)
+    _fresh_random_state()
     start = time.perf_counter()
     course_root = Path(course_root)
     (source_path,) = (course_root / SOURCE_DIR / assignment).glob("*.ipynb")
@@ -122,8 +141,9 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S):
 
     tests, written, dead = {}, {}, None
     namespace = {"__name__": "__main__"}
-    sandbox = None if unreadable else sandboxes.spawn(course_root, time.monotonic() + timeout + STARTUP_S)
-    session = None if sandbox is None else Session(sandbox, sandbox.fd_to, sandbox.fd_from)
+    sandbox = None if unreadable else sandboxes.spawn(time.monotonic() + timeout + STARTUP_S)
+    session = None if sandbox is None else Session(sandbox, sandbox.fd_to, sandbox.fd_from,
+                                                   budget_end=time.monotonic() + budget, budget=budget)
     try:
         for cell in source_nb["cells"]:
             meta = _meta(cell)
@@ -141,7 +161,7 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S):
             if dead or session is None:
                 continue
             try:
-                session.deadline = time.monotonic() + timeout
+                session.start(timeout)
                 if meta.get("solution"):
                     codes = [answers.get(grade_id, "")] + added.get(grade_id, [])
                 else:  # a locked cell: both sides run the released code
@@ -149,7 +169,7 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S):
                     # cells the student added before every answer cell run after the imports
                     codes = [_source(cell)] + (added.get(None, []) if grade_id == "imports" else [])
                 for i, code in enumerate(codes):
-                    _, names = session.exec_cell(_python(code), f"<{grade_id}>")
+                    _, names = session.exec_cell(code, f"<{grade_id}>")
                     if i == 0 and not meta.get("solution"):
                         continue  # a locked cell: the grader ran it itself and keeps its own names
                     for k, v in names.items():
@@ -164,6 +184,7 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S):
                 flags.append(f"the kernel was stopped: it {sandbox.killed_for}")
     if dead:
         flags.append(dead)
+    flags = [_cut(f) for f in flags]
     return {"total": sum(t["score"] for t in tests.values()),
             "max": sum(t["max"] for t in tests.values()),
             "seconds": time.perf_counter() - start, "tests": tests, "written": written,
@@ -178,7 +199,7 @@ def _run_test(cell, namespace, session, dead, unreadable, flags, timeout):
         return {"score": 0.0, "max": points, "messages": [flags[0]]}
     if dead:
         return {"score": 0.0, "max": points, "messages": [f"not run: {dead}"]}
-    session.deadline = time.monotonic() + timeout
+    session.start(timeout)
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out):
@@ -190,46 +211,116 @@ def _run_test(cell, namespace, session, dead, unreadable, flags, timeout):
         return {"score": 0.0, "max": points, "messages": [_message(e)]}
 
 
-def _grade_safely(assignment, notebook, course_root, timeout):
-    """`grade_submission`, with a failure of the grader itself reported as a
-    flagged zero for that student instead of stopping the whole class."""
+def _grade_safely(assignment, notebook, course_root, timeout, budget):
+    """`grade_submission`, with an unexpected failure on one submission
+    reported as that student's zero, with the reason, instead of stopping the
+    class. A sandbox that cannot be had (`SandboxUnavailable`) stops it: that
+    is the grader's machine, not the student."""
+    from autograder.sandbox import SandboxUnavailable
+
     try:
-        return grade_submission(assignment, notebook, course_root, timeout)
-    except Exception as e:  # noqa: BLE001 - the grader's own error: flag, keep going
+        return grade_submission(assignment, notebook, course_root, timeout, budget)
+    except SandboxUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001 - the grader's own error on this submission: a flagged zero
         import traceback
 
-        return {"total": 0.0, "max": 0.0, "seconds": 0.0, "tests": {}, "written": {}, "answers": {}, "added": {},
-                "flags": [f"the grader failed on this submission, grade it by hand: {type(e).__name__}: {e}"],
-                "traceback": traceback.format_exc()}
+        return _zero(f"the grader could not grade this submission ({type(e).__name__}: {_cut(str(e), 300)}); "
+                     f"it scores 0", traceback=traceback.format_exc())
 
 
-def grade(assignment, submissions, course_root, jobs=1, on_result=None, timeout=CELL_TIMEOUT_S):
+def _zero(reason, **extra):
+    return {"total": 0.0, "max": 0.0, "seconds": 0.0, "tests": {}, "written": {}, "answers": {}, "added": {},
+            "flags": [reason], **extra}
+
+
+class GradingStopped(RuntimeError):
+    """The grader itself could not go on; `partial` holds the results so far."""
+
+    def __init__(self, message, partial):
+        super().__init__(message)
+        self.partial = partial
+
+
+def grade(assignment, submissions, course_root, jobs=1, on_result=None, timeout=CELL_TIMEOUT_S,
+          budget=SUBMISSION_BUDGET_S, grade_one=None):
     """Grade `{student: notebook}`, `jobs` at a time; returns `{student: result}`.
 
     Each result: `{"total", "max", "seconds", "tests": {grade_id: {"score",
     "max", "messages"}}, "written": {grade_id: {"max"}}, "flags": [...]}`.
     `on_result(student, result)` is called in this process as each one
-    finishes, one at a time (the gradebook is written there)."""
+    finishes, one at a time (the gradebook is written there). A grading
+    process that dies takes no one else with it: the submissions it held are
+    graded again, each alone, and one that kills its grading process alone
+    too scores 0 with that reason. `grade_one` replaces `_grade_safely` (tests).
+    Raises `GradingStopped` when the sandbox cannot be had at all."""
     from autograder.sandbox import BWRAP, SandboxUnavailable
 
     if not BWRAP:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap); "
                                  "without it, --engine nbgrader grades without protection")
+    grade_one = grade_one or _grade_safely
     results = {}
-    if jobs <= 1:
-        for student, nb in submissions.items():
-            results[student] = _grade_safely(assignment, nb, course_root, timeout)
-            if on_result:
-                on_result(student, results[student])
-        return results
+
+    def deliver(student, result):
+        results[student] = result
+        if on_result:
+            on_result(student, result)
+
+    try:
+        if jobs <= 1:
+            for student, nb in submissions.items():
+                deliver(student, grade_one(assignment, nb, course_root, timeout, budget))
+        else:
+            pending, alone = dict(submissions), {}
+            while pending:
+                in_flight = _pool(assignment, pending, course_root, jobs, timeout, budget, grade_one, deliver)
+                alone.update({s: pending[s] for s in in_flight})
+                pending = {s: nb for s, nb in pending.items() if s not in results and s not in alone}
+            for student, nb in alone.items():  # each was in a process that died: again, alone
+                if _pool(assignment, {student: nb}, course_root, 1, timeout, budget, grade_one, deliver):
+                    deliver(student, _zero("the grading process was killed while it graded this submission, "
+                                           "alone; it scores 0"))
+    except SandboxUnavailable as e:
+        raise GradingStopped(str(e), {s: results[s] for s in submissions if s in results}) from None
+    return {s: results[s] for s in submissions}
+
+
+_started = None  # in a pool process: where it says which student it takes
+
+
+def _pool_process(queue):
+    global _started
+    _started = queue
+
+
+def _grade_in_pool(grade_one, student, *args):
+    _started.put(student)
+    return grade_one(*args)
+
+
+def _pool(assignment, submissions, course_root, jobs, timeout, budget, grade_one, deliver):
+    """Grade in `jobs` processes until done or until one of them dies; returns
+    the students that were being graded when it died (empty if none did)."""
     import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_grade_safely, assignment, nb, course_root, timeout): s for s, nb in submissions.items()}
+    started, done = ctx.SimpleQueue(), set()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_pool_process,
+                             initargs=(started,)) as pool:
+        futures = {pool.submit(_grade_in_pool, grade_one, s, assignment, nb, course_root, timeout, budget): s
+                   for s, nb in submissions.items()}
         for future in as_completed(futures):
-            student = futures[future]
-            results[student] = future.result()
-            if on_result:
-                on_result(student, results[student])
-    return {s: results[s] for s in submissions}
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                break
+            done.add(futures[future])
+            deliver(futures[future], result)
+        else:
+            return []
+    begun = set()
+    while not started.empty():
+        begun.add(started.get())
+    return sorted(begun - done)

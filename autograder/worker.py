@@ -1,13 +1,15 @@
 """The sandboxed side of grading: runs a student's cells and answers calls.
 
-Started by `autograder.sandbox` as `python -I -m autograder.worker IN OUT`
-inside the sandbox, with two pipe descriptors. It executes the cells it is
+Started by `autograder.sandbox` as `python -I -m autograder.worker --zygote FD`
+inside the sandbox: a zygote that forks one worker per submission, each with
+its two pipe descriptors (see `zygote`). A worker executes the cells it is
 sent in one namespace, then serves requests from the trusted grader: call a
 student's function, build an instance of a student's class, run a module.
 Everything it sends back is data (see `autograder.wire`); the grader decides
 what passed. Nothing here is trusted: the student's code can change any of
 it, and gains nothing by doing so.
 """
+import os
 import sys
 import traceback
 import types
@@ -18,6 +20,7 @@ from torch import nn
 from autograder import wire
 
 SIMPLE = (int, float, bool, str, type(None))
+MESSAGE_CHARS = 2000  # of an exception's message (the grader cuts longer ones too)
 
 
 class CallbackFailed(Exception):
@@ -130,14 +133,25 @@ class Worker:
         raise wire.ProtocolError(f"unknown value {t}")
 
     # ------------------------------------------------------------- serving
-    def run(self):
+    def run(self, hello):
+        wire.send(self.fd_out, {"op": "hello", **hello})
         while True:
             try:
                 msg = wire.recv(self.fd_in)
             except wire.WorkerGone:
                 return
             reply = self.handle(msg)
-            wire.send(self.fd_out, reply)
+            self.reply(reply)
+
+    def reply(self, reply):
+        try:
+            data = wire.dumps(reply)
+        except (TypeError, ValueError, OverflowError) as e:  # e.g. an int of 100 digits
+            data = wire.dumps({"op": "error", "type": type(e).__name__, "builtin": True,
+                               "message": f"the result cannot be sent to the grader: {str(e)[:200]}",
+                               "rng": torch.get_rng_state()})
+        while data:
+            data = data[os.write(self.fd_out, data):]
 
     def handle(self, msg):
         op = msg["op"]
@@ -158,7 +172,7 @@ class Worker:
         except CallbackFailed as e:
             reply = {"op": "callback_failed", "ref": e.ref}
         except (Exception, SystemExit) as e:  # noqa: BLE001 - the student's error, reported as data
-            reply = {"op": "error", "type": type(e).__name__, "message": str(e),
+            reply = {"op": "error", "type": type(e).__name__[:100], "message": _short(e),
                      "builtin": type(e).__module__ == "builtins"}
         reply["rng"] = torch.get_rng_state()
         reply["generators"] = {k: g.get_state() for k, g in self.generators.items()}
@@ -167,11 +181,11 @@ class Worker:
     def exec_cell(self, source, name):
         before = dict(self.namespace)
         try:
-            exec(compile(source, name, "exec"), self.namespace)  # noqa: S102 - the student's cell
+            exec(compile(_python(source), name, "exec"), self.namespace)  # noqa: S102 - the student's cell
             error = None
         except (Exception, SystemExit) as e:  # noqa: BLE001 - as IPython, sys.exit() ends the cell only
-            error = {"type": type(e).__name__, "message": str(e),
-                     "traceback": traceback.format_exc(limit=-3)[-2000:]}
+            error = {"type": type(e).__name__[:100], "message": _short(e),
+                     "traceback": traceback.format_exc(limit=-3)[-MESSAGE_CHARS:]}
         names = {}
         for k, v in self.namespace.items():
             if k.startswith("__") or isinstance(v, types.ModuleType) or before.get(k, _MISSING) is v:
@@ -208,8 +222,8 @@ class Worker:
         return [None if g is None else g.detach().cpu() for g in grads]
 
     def callback(self, cb_id, args, kwargs):
-        wire.send(self.fd_out, {"op": "callback", "id": cb_id, "args": self.out(list(args)),
-                                "kwargs": self.out(kwargs), "rng": torch.get_rng_state()})
+        self.reply({"op": "callback", "id": cb_id, "args": self.out(list(args)), "kwargs": self.out(kwargs),
+                    "rng": torch.get_rng_state()})
         while True:
             msg = wire.recv(self.fd_in)
             if msg["op"] == "callback_result":
@@ -218,10 +232,29 @@ class Worker:
             if msg["op"] == "callback_error":
                 torch.set_rng_state(msg["rng"])
                 raise CallbackFailed(msg["ref"], msg["message"])
-            wire.send(self.fd_out, self.handle(msg))  # a nested request
+            self.reply(self.handle(msg))  # a nested request
 
 
 _MISSING = object()
+
+
+def _short(e):
+    try:
+        text = str(e)
+    except Exception:  # noqa: BLE001 - a student's exception whose __str__ raises
+        text = "(no message)"
+    return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + " [...]"
+
+
+def _python(source):
+    """A cell's source as plain Python (IPython magics become calls that do
+    nothing), transformed here in the sandbox, under the cell's time limit."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - left as is; compiling it reports the error
+        return source
 
 
 def _assign(module, dotted, tensor):
@@ -276,14 +309,18 @@ class _NoIPython:
         return lambda *a, **k: None
 
 
-def zygote(control_fd):
+def zygote(control_fd, confine=True):
     """Fork one worker per request of the grader, from this already-started
     process (see `autograder.sandbox.Zygote`); never run student code here."""
-    import os
-    import shutil
     import signal
     import socket
 
+    from IPython.core.inputtransformer2 import TransformerManager  # noqa: F401 - imported once, here
+
+    from autograder import lockdown
+
+    lockdown.lock_zygote()
+    syscall_filter = lockdown.syscall_filter()
     control = socket.socket(fileno=control_fd)
     record = 16
     while True:
@@ -293,13 +330,24 @@ def zygote(control_fd):
             return
         if not msg or len(fds) != 2:
             return
+        lockdown.fresh_scratch()
         pid = os.fork()
         if pid == 0:  # the child: one submission
-            control.close()
-            os.makedirs("/tmp/work", exist_ok=True)
-            os.chdir("/tmp/work")
             try:
-                Worker(fds[0], fds[1]).run()
+                os.closerange(3, min(fds))
+                os.closerange(max(fds) + 1, 1024)
+                os.closerange(min(fds) + 1, max(fds))
+                if confine:
+                    lockdown.lock(syscall_filter)
+                os.chdir(lockdown.SCRATCH)
+                hello = {"identity": {**lockdown.identity(), "unreadable": lockdown.unreadable()}}
+            except Exception as e:  # noqa: BLE001 - reported to the grader, which refuses to grade
+                hello = {"identity": {}, "problem": f"{type(e).__name__}: {e}"}
+            try:
+                if "problem" not in hello:
+                    Worker(fds[0], fds[1]).run(hello)
+                else:
+                    wire.send(fds[1], {"op": "hello", **hello})
             finally:
                 os._exit(0)
         for fd in fds:
@@ -308,7 +356,8 @@ def zygote(control_fd):
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         # Whatever the child started dies with it (again and again, in case
-        # something forked during a sweep), and its files go.
+        # something forked during a sweep); its files go with the next
+        # `fresh_scratch`.
         for _ in range(100):
             others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid())]
             if not others:
@@ -323,20 +372,13 @@ def zygote(control_fd):
                         break
                 except ChildProcessError:
                     break
-        for folder in ("/tmp", "/dev/shm"):
-            for entry in os.listdir(folder) if os.path.isdir(folder) else ():
-                path = os.path.join(folder, entry)
-                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) and not os.path.islink(path) \
-                    else os.unlink(path)
         control.sendall(f"exit {code}".encode().ljust(record))
 
 
 def main():
     torch.set_num_threads(1)
-    if sys.argv[1] == "--zygote":
-        zygote(int(sys.argv[2]))
-    else:
-        Worker(int(sys.argv[1]), int(sys.argv[2])).run()
+    # `--unconfined` exists for the test that the grader refuses such a worker.
+    zygote(int(sys.argv[2]), confine=sys.argv[3:] != ["--unconfined"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,14 @@
+"""A grading function for the test of a grading process that dies: importable
+by the grader's pool processes, which is where it runs."""
+import os
+import signal
+
+from autograder.trusted import _grade_safely
+
+VICTIM = "kills_its_grader"
+
+
+def kill_grader_for_victim(assignment, notebook, course_root, timeout, budget):
+    if VICTIM in str(notebook):
+        os.kill(os.getpid(), signal.SIGKILL)  # what an out-of-memory kill does to the grader
+    return _grade_safely(assignment, notebook, course_root, timeout, budget)
