@@ -77,7 +77,9 @@ def _feedback(args):
 
 
 def _report(args):
-    result = c.report(args.course, args.assignment)
+    if not 0 < args.similarity <= 1:
+        sys.exit(f"--similarity takes a number above 0 and at most 1, not {args.similarity}")
+    result = c.report(args.course, args.assignment, similarity=args.similarity)
     print(result["text"])
     print(f"\nwritten: {result['markdown']} and {result['plot']}")
 
@@ -129,8 +131,11 @@ def main(argv=None):
                         "nbgrader: plain `nbgrader autograde`, student code and tests in one kernel")
     p = verb("feedback", _feedback, "write one HTML feedback page per graded student")
     p.add_argument("assignment")
-    p = verb("report", _report, "score distribution and the most frequent mistakes, as a table and a plot")
+    p = verb("report", _report, "score distribution, the most frequent mistakes (a table and a plot) and "
+                                "pairs of near-identical answers")
     p.add_argument("assignment")
+    p.add_argument("--similarity", type=float, default=c.SIMILARITY,
+                   help=f"report pairs of answers at least this alike after normalising (default {c.SIMILARITY})")
     p = verb("export", _export, "write every grade in the gradebook as CSV")
     p.add_argument("--csv", default="grades.csv", type=Path)
     p = verb("validate", _validate, "(for students) run a notebook as the grader will and list what fails")

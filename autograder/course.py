@@ -427,9 +427,46 @@ def mistake_of(message: str) -> str:
     return re.sub(r"\d+(\.\d+)?", "#", text)[:160]
 
 
-def report(root: Path, assignment: str) -> dict:
+SIMILARITY = 0.9  # answers at least this alike (after normalising) are reported as a pair
+
+
+def similar_answers(root: Path, assignment: str, threshold: float = SIMILARITY) -> list:
+    """Pairs of students whose answer to one cell are near-identical once
+    comments, docstrings, formatting and local names are set aside:
+    [(similarity, cell, student_a, student_b)], most alike first. Answers
+    left as released are not compared."""
+    import nbformat
+
+    from autograder.similarity import similar_pairs
+
+    released = nbformat.read(_released_notebook(root, assignment), as_version=4)
+    stubs = [c.source for c in released.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    answers = {}
+    for student, graded in _autograded_notebooks(root, assignment).items():
+        nb = nbformat.read(graded, as_version=4)
+        answers[student] = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+                            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    return similar_pairs(answers, threshold, skip=stubs), answers
+
+
+def _similarity_page(pairs, answers, threshold):
+    """Markdown with each pair's two cells side by side (an HTML table, escaped)."""
+    import html
+
+    lines = [f"# Similar answers (similarity at least {threshold:g}, after normalising)", ""]
+    if not pairs:
+        lines.append("No pair of students above the threshold.")
+    for score, cell, a, b in pairs:
+        lines += [f"## `{cell}`: {a} and {b}, {score:.2f}", "", "<table><tr>",
+                  f"<th>{html.escape(a)}</th><th>{html.escape(b)}</th></tr><tr>",
+                  *[f"<td><pre>{html.escape(answers[s][cell])}</pre></td>" for s in (a, b)], "</tr></table>", ""]
+    return "\n".join(lines) + "\n"
+
+
+def report(root: Path, assignment: str, similarity: float = SIMILARITY) -> dict:
     """Score distribution and how many students hit each mistake, from the
-    graded notebooks; writes `reports/<assignment>.md` and `.png` in the course."""
+    graded notebooks, and the pairs of near-identical answers; writes
+    `reports/<assignment>.md`, `.png` and `-similar.md` in the course."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -468,9 +505,14 @@ def report(root: Path, assignment: str) -> dict:
     lines += ["", f"Flagged for review: {', '.join(flagged) if flagged else 'none'}.", "",
               "| test | mistake | students |", "|---|---|---:|"]
     lines += [f"| `{test}` | {text.replace('|', '/')} | {len(who)} |" for (test, text), who in ranked]
+    pairs, answers = similar_answers(root, assignment, similarity)
+    lines += ["", f"Pairs of near-identical answers (similarity at least {similarity:g}): {len(pairs)}"
+              + (f", listed with their code in reports/{assignment}-similar.md." if pairs else ".")]
+    lines += [f"- `{cell}`: {a} and {b} ({score:.2f})" for score, cell, a, b in pairs]
     out_dir = root / "reports"
     out_dir.mkdir(exist_ok=True)
     (out_dir / f"{assignment}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out_dir / f"{assignment}-similar.md").write_text(_similarity_page(pairs, answers, similarity), encoding="utf-8")
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1, 1.6]})
     ax1.hist(scores, bins=[x - 0.5 for x in range(int(maximum) + 2)], color="tab:blue", edgecolor="white")
@@ -483,4 +525,5 @@ def report(root: Path, assignment: str) -> dict:
     fig.savefig(out_dir / f"{assignment}.png", dpi=110)
     plt.close(fig)
     return {"text": "\n".join(lines), "markdown": out_dir / f"{assignment}.md", "plot": out_dir / f"{assignment}.png",
+            "similar": pairs,
             "mistakes": {k: sorted(v) for k, v in mistakes.items()}, "totals": totals, "flagged": flagged}

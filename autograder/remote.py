@@ -23,6 +23,7 @@ function modifies are modified here too, and gradients flow back through a
 student's function when a test asks for them.
 """
 import builtins
+import functools
 import itertools
 
 import torch
@@ -39,6 +40,34 @@ class KernelDied(BaseException):
 
 class RemoteError(Exception):
     """An exception of a class the student's code defined or PyTorch raised."""
+
+
+# What a mirror of PyTorch's own layers takes from the student's side besides
+# weights: the configuration their forward passes read.
+TORCH_CONFIG = {"in_features", "out_features", "normalized_shape", "eps", "elementwise_affine", "num_embeddings",
+                "embedding_dim", "padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse", "p",
+                "inplace", "approximate", "dim"}
+
+
+def _plain_name(k):
+    return isinstance(k, str) and k.isidentifier() and not k.startswith("_")
+
+
+def _plain(v):
+    if isinstance(v, tuple):
+        return all(_plain(x) for x in v)
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+class InputModified(AssertionError):
+    """A student's function changed a tensor it was given."""
+
+
+class CourseCode(Exception):
+    """A graded name bound to the course's own implementation."""
+
+
+COURSE_MESSAGE = "uses the course's implementation instead of your own"
 
 
 _error_classes = {}
@@ -61,11 +90,14 @@ def _exception(kind, message, builtin):
 class Session:
     """One student's sandboxed worker, seen from the grader."""
 
-    def __init__(self, process, fd_to, fd_from, budget_end=None, budget=None):
+    def __init__(self, process, fd_to, fd_from, budget_end=None, budget=None, course_modules=()):
         self.process, self.fd_to, self.fd_from = process, fd_to, fd_from
+        self.course_modules = set(course_modules)  # the edgpt modules the released notebook imports
         self.deadline = None        # time.monotonic() value for the current cell
         self.budget_end, self.budget = budget_end, budget  # the whole submission's
         self.callbacks = {}         # id -> the grader's own function or model
+        self.references = {}        # id -> name, of the reference functions ever substituted
+        self.live = set()           # ids of those substituted now
         self.callback_errors = {}   # id -> exception a callback raised
         self.generators = {}        # key -> torch.Generator passed to the student's code
         self.mirrors = {}           # worker id -> mirror module
@@ -145,6 +177,8 @@ class Session:
         request raises here, inside `request`, which stops the student's process."""
         torch.set_rng_state(msg["rng"])
         fn = self.callbacks[msg["id"]]
+        if msg["id"] in self.references and msg["id"] not in self.live:
+            fn = functools.partial(_refuse_reference, self.references[msg["id"]])
         args, kwargs = self.decode(msg["args"]), self.decode(msg["kwargs"])
         if not isinstance(args, list) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
             raise wire.ProtocolError("malformed callback arguments")
@@ -208,11 +242,11 @@ class Session:
         if t == "module":
             return self._mirror(v)
         if t == "class":
-            return RemoteClass(self, v["id"], str(v["name"]))
+            return RemoteClass(self, v["id"], str(v["name"]), v.get("course") is True)
         if t == "function":
-            return RemoteFunction(self, v["id"], str(v["name"]))
+            return RemoteFunction(self, v["id"], str(v["name"]), v.get("course") is True)
         if t == "object":
-            return RemoteObject(self, v["id"], str(v["class"]))
+            return RemoteObject(self, v["id"], str(v["class"]), v.get("course") is True)
         if t == "gen":
             g = self.generators.get(v["key"]) or torch.Generator()
             g.set_state(v["state"])
@@ -228,7 +262,7 @@ class Session:
         if m is None:
             name = str(desc["class"])
             if desc.get("local_class"):
-                cls = wire.local_class(desc["local_class"])
+                cls = wire.local_class(desc["local_class"], self.course_modules)
             else:
                 cls = type(name, (RemoteModule,), {"__qualname__": name, "_remote_class_id": desc.get("class_id")})
             m = cls.__new__(cls)
@@ -236,6 +270,9 @@ class Session:
             object.__setattr__(m, "_rid", desc["id"])
             object.__setattr__(m, "_session", self)
             object.__setattr__(m, "_methods", set(desc.get("methods", ())))
+            names = [*desc["params"], *desc["buffers"], *desc["children"]]
+            if not all(_plain_name(n) and not hasattr(cls, n) for n in names):
+                raise wire.ProtocolError("a submodule, parameter or buffer under a name the mirror's class uses")
             for pname, p in desc["params"].items():
                 if p is None:
                     m.register_parameter(pname, None)
@@ -252,10 +289,19 @@ class Session:
         return m
 
     def _update(self, m, desc):
-        """Attributes a forward pass may have set (attention weights, counters)."""
+        """Attributes a forward pass may have set (attention weights, counters):
+        plain values and tensors only, under names that shadow nothing the
+        mirror's class defines (so never `forward`, `__call__`, `state_dict`),
+        and for PyTorch's own layers only their configuration (`TORCH_CONFIG`)."""
+        torch_layer = type(m).__module__.startswith("torch.")
         for k, v in desc["attrs"].items():
-            setattr(m, k, self.decode(v.clone() if isinstance(v, torch.Tensor) else v))
-        object.__setattr__(m, "training", bool(desc["training"]))
+            if not _plain_name(k) or hasattr(type(m), k) or (torch_layer and k not in TORCH_CONFIG):
+                continue
+            if isinstance(v, torch.Tensor):
+                setattr(m, k, v.clone())
+            elif _plain(v):
+                setattr(m, k, v)
+        object.__setattr__(m, "training", desc["training"] is True)
         for cname, child in desc["children"].items():
             if child is not None and m._modules.get(cname) is not None:
                 self._update(m._modules[cname], child)
@@ -283,16 +329,48 @@ class Session:
                "args": self.encode(list(args)), "kwargs": self.encode(kwargs)}
         if slots and torch.is_grad_enabled():
             return _RemoteCall.apply(self, msg, slots, *[leaves[i] for i in slots])
-        return self.checked(self._finish_call, self.request(msg), target, leaves)
+        return self._finish_call(self.request(msg), target, leaves)
 
     def _finish_call(self, reply, target, leaves):
-        with torch.no_grad():
-            for mine, theirs in zip(leaves, reply["mutated"]):
-                if mine.shape == theirs.shape and mine.dtype == theirs.dtype and not torch.equal(mine, theirs):
-                    mine.copy_(theirs)  # the student's function changed its input in place
+        # The test's tensors are never changed: a student's function that
+        # changed one of them fails the test that called it, right there (a
+        # failure of that test, not malformed data: the process goes on).
+        if not isinstance(reply, dict):
+            raise self.malformed(wire.ProtocolError("a call's reply that is not a map"))
+        changed = self.checked(lambda: [i for i, (mine, theirs) in enumerate(zip(leaves, reply["mutated"]))
+                                        if not _same(mine, theirs)])
+        if changed:
+            raise InputModified(f"{getattr(target, '__name__', type(target).__name__)} modified the input in place "
+                                f"(tensor argument {changed[0] + 1}): leave its inputs unchanged")
         if reply.get("module"):
-            self._update(self.mirrors.get(target._rid) or target, reply["module"])
-        return self.decode(reply["value"])
+            self.checked(self._update, self.mirrors.get(target._rid) or target, reply["module"])
+        return self.checked(self.decode, reply["value"])
+
+    def substitute(self, functions):
+        """In the student's process, bind `functions` (the grader's reference
+        implementations, called back, never sent) until `restore`. Only then
+        do they answer: student code that kept one for later (to pass it off
+        as its own answer) gets `CourseCode` when it calls it."""
+        names = {k: self.encode(f) for k, f in functions.items()}
+        self.references.update({v["id"]: k for k, v in names.items()})
+        self.live = {v["id"] for v in names.values()}
+        self.request({"op": "substitute", "names": names})
+
+    def restore(self):
+        self.live = set()
+        self.request({"op": "restore"})
+
+
+def _refuse_reference(name, *args, **kwargs):
+    raise CourseCode(f"{name} {COURSE_MESSAGE}")
+
+
+def _same(mine, theirs):
+    if not isinstance(theirs, torch.Tensor) or mine.shape != theirs.shape or mine.dtype != theirs.dtype:
+        return False
+    if torch.equal(mine, theirs):
+        return True
+    return mine.is_floating_point() and bool(((mine == theirs) | (mine.isnan() & theirs.isnan())).all())
 
 
 class _RemoteCall(torch.autograd.Function):
@@ -325,8 +403,8 @@ class _RemoteCall(torch.autograd.Function):
 class RemoteFunction:
     """A student's function: calling it runs it in the sandbox."""
 
-    def __init__(self, session, rid, name):
-        self._session, self._rid, self.__name__ = session, rid, name
+    def __init__(self, session, rid, name, course=False):
+        self._session, self._rid, self.__name__, self._course = session, rid, name, course
 
     def __call__(self, *args, **kwargs):
         return self._session.call(self, args, kwargs)
@@ -349,10 +427,11 @@ class RemoteClass(RemoteFunction):
 class RemoteObject:
     """Any other object of the student's: attributes are read from the sandbox."""
 
-    def __init__(self, session, rid, class_name):
+    def __init__(self, session, rid, class_name, course=False):
         object.__setattr__(self, "_session", session)
         object.__setattr__(self, "_rid", rid)
         object.__setattr__(self, "_class", class_name)
+        object.__setattr__(self, "_course", course)
 
     def __getattr__(self, name):
         if name.startswith("__"):

@@ -117,17 +117,36 @@ class _ControlGroup:
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf")
 
 
+def interpreter():
+    """This interpreter's path as the sandbox sees it: inside the resolved venv
+    that `course_code` binds (a path like `tests/../.venv/bin/python`, or one
+    through a symbolic link, does not exist there)."""
+    exe, prefix = Path(os.path.abspath(sys.executable)), Path(os.path.abspath(sys.prefix))
+    if prefix in exe.parents:
+        return str(Path(sys.prefix).resolve() / exe.relative_to(prefix))
+    return os.path.realpath(sys.executable)
+
+
 def course_code():
     """The folders the worker imports from: the interpreter, its packages (the
-    venv) and the course's two packages, wherever they were installed."""
+    venv) and the grader's package, wherever they were installed."""
     import importlib.util
 
     found = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
-    for package in ("autograder", "edgpt"):
-        spec = importlib.util.find_spec(package)
-        found.update(Path(p).resolve() for p in spec.submodule_search_locations or ())
+    found.update(Path(p).resolve() for p in importlib.util.find_spec("autograder").submodule_search_locations)
     # One bind for a folder inside another (a venv inside the repository is bound apart).
     return sorted(p for p in found if not any(q != p and q in p.parents for q in found))
+
+
+def course_files(course_modules):
+    """The course package's folder and the files of it the sandbox holds: its
+    `__init__` and `utils`, and `course_modules` (the modules the released
+    notebook imports), never the rest, which holds the course's answers."""
+    import importlib.util
+
+    folder = Path(importlib.util.find_spec("edgpt").submodule_search_locations[0]).resolve()
+    names = {"__init__", "utils"} | {m.split(".", 1)[1] for m in course_modules}
+    return folder, sorted(folder / f"{n.replace('.', '/')}.py" for n in names)
 
 
 def _data(text):
@@ -138,7 +157,7 @@ def _data(text):
     return r
 
 
-def _mounts():
+def _mounts(course_modules):
     """bwrap's file system arguments: an empty, read-only root holding only
     the system's programs and libraries (/usr), the interpreter and the
     course's code, read-only; a private /proc and /dev; writable nothing but
@@ -164,15 +183,28 @@ def _mounts():
     # /tmp first: a course installed under /tmp is bound on top of it.
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", SCRATCH]
     made = set()
-    for path in course_code():
-        if str(path).startswith("/usr/"):
-            continue
+    package, files = course_files(course_modules)
+
+    def parents(path):
+        nonlocal args
         for parent in reversed(path.parents[:-1]):  # bwrap would make them 0700
             if parent not in made:
                 made.add(parent)
                 args += ["--perms", "0755", "--dir", str(parent)]
+
+    for path in course_code():
+        if not str(path).startswith("/usr/"):
+            parents(path)
+            args += ["--ro-bind", str(path), str(path)]
+    # The course package: an empty folder (over an installed copy, if a bound
+    # folder holds one) with only the files it may offer.
+    parents(package)
+    args += ["--perms", "0755", "--tmpfs", str(package)]
+    for path in files:
+        parents(path)
         args += ["--ro-bind", str(path), str(path)]
-    args += ["--remount-ro", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/"]
+    args += ["--remount-ro", str(package), "--remount-ro", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/",
+             "--chdir", "/"]
     return args, fds
 
 
@@ -186,11 +218,11 @@ def _namespaces():
     return args
 
 
-def bwrap_command(*program):
+def bwrap_command(*program, course_modules=()):
     """`program` inside the sandbox: (the command, descriptors it must be given)."""
     from autograder.lockdown import SCRATCH
 
-    mounts, data_fds = _mounts()
+    mounts, data_fds = _mounts(course_modules)
     env = {"HOME": SCRATCH, "TMPDIR": SCRATCH, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     return [BWRAP, *_namespaces(), "--die-with-parent", "--new-session", "--clearenv", *mounts,
@@ -212,12 +244,13 @@ class Zygote:
 
     RECORD = 16  # bytes of each message on the control socket
 
-    def __init__(self, confine=True):
+    def __init__(self, course_modules=(), confine=True):
         if not BWRAP:
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
         self.control, theirs = socket.socketpair()
-        cmd, data_fds = bwrap_command(sys.executable, "-I", "-m", "autograder.worker", "--zygote",
-                                      str(theirs.fileno()), *([] if confine else ["--unconfined"]))
+        cmd, data_fds = bwrap_command(interpreter(), "-I", "-m", "autograder.worker", "--zygote",
+                                      str(theirs.fileno()), *([] if confine else ["--unconfined"]),
+                                      course_modules=course_modules)
         self.cgroup = _ControlGroup()
         self.child = None  # the running submission's handle, which gets the output
         self.early_output = bytearray()  # what the zygote printed on its own (its start-up errors)
@@ -260,7 +293,6 @@ class Zygote:
         to_child_r, fd_to = os.pipe()
         fd_from, from_child_w = os.pipe()
         child = Child(self, fd_to, fd_from)
-        self.child = child
         try:
             socket.send_fds(self.control, [b"spawn".ljust(self.RECORD)], [to_child_r, from_child_w])
             reply = self._record(deadline)
@@ -271,6 +303,7 @@ class Zygote:
             self.kill()
             raise SandboxUnavailable(f"the sandbox did not start a worker ({reply or 'no answer'}); "
                                      f"its output: {self.output_so_far()}")
+        self.child = child  # what the sandbox prints from now on is this submission's
         child.check(deadline)
         return child
 
@@ -285,7 +318,10 @@ class Zygote:
             wait = max(0.0, deadline - time.monotonic())
             if not select.select([self.control], [], [], wait)[0]:
                 return None
-            chunk = self.control.recv(self.RECORD - len(data))
+            try:
+                chunk = self.control.recv(self.RECORD - len(data))
+            except ConnectionResetError:  # the zygote is gone
+                return None
             if not chunk:
                 return None
             data += chunk
@@ -382,14 +418,15 @@ class Child:
 _zygotes = {}
 
 
-def spawn(deadline):
+def spawn(deadline, course_modules=()):
     """A fresh sandboxed worker for one submission, from this process's zygote
-    (started, or restarted, as needed)."""
-    zygote = _zygotes.get("zygote")
+    for that set of course modules (started, or restarted, as needed)."""
+    key = frozenset(course_modules)
+    zygote = _zygotes.get(key)
     if zygote is None or not zygote.alive():
         if zygote is not None:
             zygote.close()
-        zygote = _zygotes["zygote"] = Zygote()
+        zygote = _zygotes[key] = Zygote(key)
     return zygote.spawn(deadline)
 
 

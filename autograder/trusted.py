@@ -120,6 +120,174 @@ def _fresh_random_state():
     random.seed(os.urandom(16))
 
 
+def _top_level_names(code):
+    """Names a cell defines at top level (functions, classes, assignments),
+    private ones (`_x`) left out."""
+    import ast
+
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:
+        return []
+    names = []
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return [n for n in names if not n.startswith("_")]
+
+
+def _edgpt_imports(code):
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("edgpt.")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("edgpt"):
+            found |= ({node.module} if node.module != "edgpt" else {f"edgpt.{a.name}" for a in node.names})
+    return found
+
+
+class Assignment:
+    """What grading one assignment needs from its instructor notebook, read once:
+
+    - `items`: each code answer cell's grade_id and the names it is graded on
+      (what its solution defines at top level): the only names of the
+      student's that the test cells ever see;
+    - `item_of`: for each test cell, the answer cell it tests (the last one
+      before it);
+    - `reference`: the solution's own definitions, run here, in the grader;
+      while one item is tested, the student's process calls these back for
+      the other items' functions, so one mistake costs one item;
+    - `course_modules`: the course's modules the released notebook's locked
+      cells import (with what they import): all of `edgpt` the sandbox holds;
+    - `course_forms`: the normalised code of the course's own implementation
+      of each item (the solution's cell, `edgpt`'s function or class)."""
+
+    def __init__(self, source_nb, released_nb):
+        from autograder.similarity import normalise
+
+        self.items, self.item_of, current, code_cells = {}, {}, None, []
+        for cell in source_nb["cells"]:
+            meta = _meta(cell)
+            if cell.get("cell_type") != "code":
+                continue
+            if meta.get("solution"):
+                current = meta["grade_id"]
+                self.items[current] = _top_level_names(_source(cell))
+            elif meta.get("grade"):
+                self.item_of[meta["grade_id"]] = current
+            code_cells.append((meta, _source(cell)))
+        self.graded = {n for names in self.items.values() for n in names}
+        locked = [src for c in released_nb["cells"] if c.get("cell_type") == "code"
+                  and not _meta(c).get("solution") and not _meta(c).get("grade") for src in [_source(c)]]
+        self.course_modules = _with_dependencies(set().union(*[_edgpt_imports(c) for c in locked]))
+        self.reference = {"__name__": "__reference__"}
+        for meta, src in code_cells:
+            if not meta.get("grade"):
+                exec(compile(src, f"<solution {meta.get('grade_id')}>", "exec"), self.reference)  # noqa: S102
+        self.course_forms = {}
+        for meta, src in code_cells:
+            if meta.get("solution"):
+                forms = {normalise(src)} | {normalise(c) for c in _course_sources(self.items[meta["grade_id"]])}
+                self.course_forms[meta["grade_id"]] = forms
+
+    def references_besides(self, item):
+        """The reference functions of every item but `item`."""
+        import types
+
+        return {n: self.reference[n] for other, names in self.items.items() if other != item for n in names
+                if isinstance(self.reference.get(n), types.FunctionType)}
+
+
+def _with_dependencies(modules):
+    """`modules` (names like edgpt.attention) and the edgpt modules they import."""
+    import importlib.util
+
+    todo, found = list(modules), set()
+    while todo:
+        name = todo.pop()
+        spec = importlib.util.find_spec(name)
+        if name in found or spec is None or not spec.origin:
+            continue
+        found.add(name)
+        todo += sorted(_edgpt_imports(Path(spec.origin).read_text(encoding="utf-8")) - found)
+    return found
+
+
+def _course_sources(names):
+    """The source of every function or class of `edgpt` that has one of `names`."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import edgpt
+
+    sources = []
+    for info in pkgutil.iter_modules(edgpt.__path__):
+        try:
+            module = importlib.import_module(f"edgpt.{info.name}")
+        except ImportError:
+            continue  # a module needing an optional package (the pretrained models)
+        for name in names:
+            obj = getattr(module, name, None)
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == module.__name__:
+                sources.append(inspect.getsource(obj))
+    return sources
+
+
+_assignments = {}
+
+
+def assignment_info(course_root, assignment):
+    """`Assignment` for the course's copy of `assignment` (read once per process)."""
+    source_path = next((Path(course_root) / SOURCE_DIR / assignment).glob("*.ipynb"))
+    released_path = Path(course_root) / RELEASE_DIR / assignment / source_path.name
+    key = (str(source_path), source_path.stat().st_mtime_ns, released_path.stat().st_mtime_ns)
+    if key not in _assignments:
+        _assignments[key] = (json.loads(source_path.read_text(encoding="utf-8")),
+                             json.loads(released_path.read_text(encoding="utf-8")))
+        _assignments[key] += (Assignment(*_assignments[key]),)
+    return _assignments[key]
+
+
+class _CourseImplementation:
+    """Bound in the test cells' namespace instead of a graded name that is the
+    course's own code: whatever a test does with it fails, with the reason."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def _refuse(self, *args, **kwargs):
+        from autograder.remote import COURSE_MESSAGE, CourseCode
+
+        raise CourseCode(f"{self.name} {COURSE_MESSAGE}")
+
+    __call__ = __instancecheck__ = _refuse
+
+    def __getattr__(self, name):
+        self._refuse()
+
+
+def _bind_graded(namespace, bound, info, session):
+    """The test cells' view of the student: the graded names, as the
+    student's cells left them, and nothing else."""
+    for name in info.graded:
+        value = bound.get(name, _UNBOUND)
+        if value is _UNBOUND:
+            namespace.pop(name, None)
+        elif getattr(value, "_course", False) is True or any(value is f for f in session.callbacks.values()):
+            namespace[name] = _CourseImplementation(name)
+        else:
+            namespace[name] = value
+
+
+_UNBOUND = object()
+
+
 def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, budget=SUBMISSION_BUDGET_S):
     """Grade one notebook in its own sandbox; returns the result record (see `grade`).
 
@@ -132,18 +300,17 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, 
     torch.set_num_threads(1)
     _fresh_random_state()
     start = time.perf_counter()
-    course_root = Path(course_root)
-    (source_path,) = (course_root / SOURCE_DIR / assignment).glob("*.ipynb")
-    source_nb = json.loads(source_path.read_text(encoding="utf-8"))
-    released_nb = json.loads((course_root / RELEASE_DIR / assignment / source_path.name).read_text(encoding="utf-8"))
+    source_nb, released_nb, info = assignment_info(course_root, assignment)
     answers, added, flags = read_submission(notebook, source_nb, released_nb)
     unreadable = not answers and not added and flags and "readable" in flags[0]
+    flags += _course_copies(answers, info)
 
     tests, written, dead = {}, {}, None
-    namespace = {"__name__": "__main__"}
-    sandbox = None if unreadable else sandboxes.spawn(time.monotonic() + timeout + STARTUP_S)
+    namespace, bound = {"__name__": "__main__"}, {}
+    sandbox = None if unreadable else sandboxes.spawn(time.monotonic() + timeout + STARTUP_S, info.course_modules)
     session = None if sandbox is None else Session(sandbox, sandbox.fd_to, sandbox.fd_from,
-                                                   budget_end=time.monotonic() + budget, budget=budget)
+                                                   budget_end=time.monotonic() + budget, budget=budget,
+                                                   course_modules=info.course_modules)
     try:
         for cell in source_nb["cells"]:
             meta = _meta(cell)
@@ -153,7 +320,10 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, 
                     written[grade_id] = {"max": float(meta.get("points", 0))}
                 continue
             if meta.get("grade"):
-                tests[grade_id] = _run_test(cell, namespace, session, dead, unreadable, flags, timeout)
+                if session is not None:
+                    _bind_graded(namespace, bound, info, session)
+                references = info.references_besides(info.item_of.get(grade_id))
+                tests[grade_id] = _run_test(cell, namespace, session, dead, unreadable, flags, timeout, references)
                 if session is not None and dead is None and tests[grade_id].get("died"):
                     dead = tests[grade_id].pop("died")
                 tests[grade_id].pop("died", None)
@@ -172,9 +342,7 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, 
                     _, names = session.exec_cell(code, f"<{grade_id}>")
                     if i == 0 and not meta.get("solution"):
                         continue  # a locked cell: the grader ran it itself and keeps its own names
-                    for k, v in names.items():
-                        if not isinstance(namespace.get(k), type(os)):  # the grader's modules stay its own
-                            namespace[k] = v
+                    bound.update({k: v for k, v in names.items() if k in info.graded})
             except KernelDied as e:
                 dead = str(e)
     finally:
@@ -191,7 +359,17 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, 
             "flags": flags, "answers": answers, "added": added}
 
 
-def _run_test(cell, namespace, session, dead, unreadable, flags, timeout):
+def _course_copies(answers, info):
+    """Answers that are the course's own implementation, as code: flagged for
+    a person to look at (a student may have written the same thing)."""
+    from autograder.similarity import normalise
+
+    same = [f"`{gid}`" for gid, code in answers.items() if normalise(code) in info.course_forms.get(gid, ())]
+    return [f"answer cell{'s' * (len(same) > 1)} {', '.join(same)}: the course's own implementation once "
+            f"comments, formatting and local names are set aside; review it"] if same else []
+
+
+def _run_test(cell, namespace, session, dead, unreadable, flags, timeout, references=None):
     from autograder.remote import KernelDied
 
     points = float(_meta(cell).get("points", 0))
@@ -202,8 +380,18 @@ def _run_test(cell, namespace, session, dead, unreadable, flags, timeout):
     session.start(timeout)
     out = io.StringIO()
     try:
-        with contextlib.redirect_stdout(out):
-            exec(compile(_source(cell), _meta(cell).get("grade_id", "test"), "exec"), namespace)  # noqa: S102
+        if references:
+            session.substitute(references)
+        failure = None
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(_source(cell), _meta(cell).get("grade_id", "test"), "exec"), namespace)  # noqa: S102
+        except Exception as e:  # noqa: BLE001 - raised below, once the student's own names are back
+            failure = e
+        if references:
+            session.restore()
+        if failure is not None:
+            raise failure
         return {"score": points, "max": points, "messages": []}
     except KernelDied as e:
         return {"score": 0.0, "max": points, "messages": [str(e)], "died": str(e)}

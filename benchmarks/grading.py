@@ -31,7 +31,7 @@ from grading import answer_cells, make_submission, mutate  # noqa: E402
 
 from autograder import config  # noqa: E402
 from autograder.course import autograde, open_course, sandboxed_autograde  # noqa: E402
-from autograder.sandbox import bwrap_command, limits_in_force  # noqa: E402
+from autograder.sandbox import bwrap_command, interpreter, limits_in_force  # noqa: E402
 
 HOSTILE = {
     "forges_allclose": "torch.allclose = lambda *a, **k: True\n",
@@ -106,7 +106,7 @@ def fixed_cost(repeats=3):
                                       ("interpreter + import torch, no sandbox", "import torch", False)):
         times = []
         for _ in range(repeats):
-            cmd, fds = bwrap_command(sys.executable, "-I", "-c", program) if sandboxed else (
+            cmd, fds = bwrap_command(interpreter(), "-I", "-c", program) if sandboxed else (
                 [sys.executable, "-I", "-c", program], [])
             start = time.perf_counter()
             subprocess.run(cmd, check=True, pass_fds=fds)

@@ -21,13 +21,14 @@ def notebook_path(assignment, folder):
     return path
 
 
-def answer_cells(assignment):
-    """{grade_id: solution code} for every answer cell, markers removed."""
+def answer_cells(assignment, kinds=("code", "markdown")):
+    """{grade_id: solution text} for every answer cell (of the cell types in
+    `kinds`), markers removed."""
     nb = json.loads(notebook_path(assignment, SOURCE_DIR).read_text(encoding="utf-8"))
     return {
         c["metadata"]["nbgrader"]["grade_id"]: _SOLUTION_MARKERS.sub("", _source(c))
         for c in nb["cells"]
-        if c.get("metadata", {}).get("nbgrader", {}).get("solution")
+        if c.get("metadata", {}).get("nbgrader", {}).get("solution") and c["cell_type"] in kinds
     }
 
 
@@ -47,6 +48,14 @@ def solution_namespace(assignment, **extra):
         if cell["cell_type"] == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
             exec(_SOLUTION_MARKERS.sub("", _source(cell)), namespace)
     return namespace
+
+
+def item_of(assignment):
+    """{test cell: the answer cell it tests}, as the grader reads it."""
+    from autograder.trusted import Assignment
+
+    notebooks = [json.loads(notebook_path(assignment, d).read_text(encoding="utf-8")) for d in (SOURCE_DIR, RELEASE_DIR)]
+    return Assignment(*notebooks).item_of
 
 
 def mutate(code, edits):
@@ -124,8 +133,13 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
         # The sandbox runs the test cells in the grader against stand-ins for
         # the student's names; plain nbgrader runs everything in one kernel.
         # For honest submissions the two must agree on every test cell.
+        # For a wrong implementation, on its own item's tests: plain nbgrader
+        # also lets it cost the items that use it, which the sandbox does not.
         plain = grade_catalog(assignment, tmp_path, the_catalog(), engine="nbgrader")
-        scores = lambda results: {s: {t: r["tests"][t]["score"] for t in r["tests"]} for s, r in results.items()}
+        own = {name: cell for name, (cell, _, _, _) in wrong.items()}
+        counted = lambda s, t: s not in own or item_of(assignment)[t] == own[s]
+        scores = lambda results: {s: {t: r["tests"][t]["score"] for t in r["tests"] if counted(s, t)}
+                                  for s, r in results.items()}
         assert scores(plain) == scores(graded)
 
     @pytest.mark.slow
@@ -148,13 +162,17 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
     @pytest.mark.slow
     @pytest.mark.parametrize("name", sorted(wrong))
     def test_wrong_implementation_loses_points_with_a_message(graded, name):
-        _, _, test_cell, words = wrong[name]
+        cell, _, test_cell, words = wrong[name]
         result = graded[name]
         test = result["tests"][test_cell]
         assert result["total"] < max_points
         assert test["score"] == 0.0, f"{test_cell} should fail for {name}: {test}"
         assert any(words in m for m in test["messages"]), (
             f"{test_cell} should say '{words}' for {name}, said {test['messages']}")
+        # One mistake costs one item: every test that lost points tests `cell`.
+        lost = {t for t, r in result["tests"].items() if r["score"] < r["max"]}
+        others = {t for t in lost if item_of(assignment)[t] != cell}
+        assert not others, f"{name} (a mistake in {cell}) also lost points in {sorted(others)}"
 
     @pytest.mark.slow
     @pytest.mark.parametrize("name", sorted(correct))

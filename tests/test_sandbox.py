@@ -519,3 +519,37 @@ def test_a_killed_grading_process_costs_only_its_own_student(outside_tmp):
     assert {n: r["total"] for n, r in results.items()} == {n: 0.0 if n == grading_hooks.VICTIM else 7.0
                                                            for n in names}
     assert "grading process was killed" in results[grading_hooks.VICTIM]["flags"][0]
+
+
+def test_the_sandbox_starts_whatever_path_started_the_interpreter(monkeypatch):
+    # `tests/../.venv/bin/python` (a script started from a subfolder) names
+    # a folder the sandbox does not hold; the grader starts the same
+    # interpreter by its path inside the bound venv.
+    from autograder.sandbox import bwrap_command, interpreter
+
+    via_tests = REPO / "tests"  # a folder the sandbox does not hold
+    roundabout = via_tests / os.path.relpath(os.path.abspath(sys.executable), via_tests)
+    monkeypatch.setattr(sys, "executable", str(roundabout))
+    assert ".." not in interpreter() and Path(interpreter()).exists()
+    cmd, fds = bwrap_command(interpreter(), "-I", "-c", "import sys; print(sys.prefix)")
+    try:
+        done = subprocess.run(cmd, pass_fds=fds, capture_output=True, text=True, timeout=60)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert done.returncode == 0 and done.stdout.strip() == str(Path(sys.prefix).resolve()), done.stderr
+
+
+def test_a_sandbox_that_cannot_start_stops_grading_with_its_reason(outside_tmp):
+    # Every student a 0/0 "the grader failed" and a success exit is what this
+    # used to be; the grader's own failure stops the run and says why.
+    import grading_hooks
+
+    from autograder.trusted import GradingStopped
+
+    course = open_course(outside_tmp / "unstartable" / "course", ASSIGNMENT)
+    submissions = _collected(course, _write_class(outside_tmp / "unstartable" / "in",
+                                                  {"a": (SOLUTION, None, None)}))
+    with pytest.raises(GradingStopped, match="bwrap: execvp /nonexistent/python"):
+        sandboxed_autograde(course, ASSIGNMENT, submissions, jobs=2, timeout=TIMEOUT, budget=BUDGET,
+                            grade_one=grading_hooks.grade_without_a_startable_sandbox)
