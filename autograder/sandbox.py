@@ -129,11 +129,21 @@ def interpreter():
 
 def course_code():
     """The folders the worker imports from: the interpreter, its packages (the
-    venv) and the grader's package, wherever they were installed."""
+    venv, and any folder its `.pth` files add) and the grader's package,
+    wherever they were installed. Never the course repository itself (its
+    `solutions/`) nor a folder above it: only its package folders."""
     import importlib.util
 
     found = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
     found.update(Path(p).resolve() for p in importlib.util.find_spec("autograder").submodule_search_locations)
+    # The worker runs isolated (-I): PYTHONPATH means nothing to it, and
+    # binding it could show the student a home folder.
+    own = {Path(p).resolve() for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
+    for entry in sys.path[1:]:  # [0] is the script's folder or the current one
+        path = Path(entry).resolve() if entry else None
+        if (path and path.is_dir() and path not in own and path != Path.home() and path not in Path.home().parents
+                and not (path == REPO or REPO in path.parents or path in REPO.parents)):
+            found.add(path)
     # One bind for a folder inside another (a venv inside the repository is bound apart).
     return sorted(p for p in found if not any(q != p and q in p.parents for q in found))
 
@@ -413,6 +423,72 @@ class Child:
         if self._exit_status(wait=10.0) == "gone" or self.killed_for:
             self.zygote.kill()
         self.zygote.child = None
+
+
+class LocalChild(Child):
+    """A student's own check (`validate`): the same worker and channel as in
+    grading, as a plain process of the student's in a folder of its own, no
+    sandbox (there is nothing to protect from oneself, and a laptop may have
+    no bubblewrap). Stopped with its whole process group."""
+
+    def __init__(self, deadline):
+        import tempfile
+
+        to_child_r, fd_to = os.pipe()
+        fd_from, from_child_w = os.pipe()
+        super().__init__(self, fd_to, fd_from)
+        self.folder = tempfile.TemporaryDirectory(prefix="edgpt-check-")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "autograder.worker", "--local", str(to_child_r), str(from_child_w)],
+                pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder.name,
+                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.check(deadline)
+
+    def _read(self):
+        for chunk in iter(lambda: self.process.stdout.read1(65536), b""):
+            self.take_output(chunk)
+
+    def check(self, deadline):
+        from autograder import wire
+
+        try:
+            wire.recv(self.fd_from, deadline)
+        except (wire.WorkerGone, wire.Deadline, wire.ProtocolError) as e:
+            self.kill()
+            raise SandboxUnavailable(f"the checking process did not start ({type(e).__name__}): "
+                                     f"{bytes(self.output[-2000:]).decode(errors='replace')}") from None
+
+    def kill(self):
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _exit_status(self, wait=5.0):
+        if self.status is None:
+            try:
+                self.status = f"exit {self.process.wait(timeout=wait)}"
+            except subprocess.TimeoutExpired:
+                self.status = "gone"
+        return self.status
+
+    def close(self):
+        for fd in (self.fd_to, self.fd_from):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._exit_status(wait=10.0)
+        self.kill()
+        self.process.wait()
+        self.folder.cleanup()
 
 
 _zygotes = {}

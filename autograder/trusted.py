@@ -29,6 +29,7 @@ from autograder.config import CELL_TIMEOUT_S, SUBMISSION_BUDGET_S
 KERNEL = "python3"
 STARTUP_S = 60  # on top of the first spawn's time: a new zygote imports torch
 MESSAGE_CHARS = 1000  # of one failure message in the results
+WRITTEN_CHARS = 20_000  # of one written answer (about eight pages)
 
 
 def _source(cell):
@@ -48,7 +49,9 @@ def _meta(cell):
 def read_submission(path, source_nb, released_nb):
     """The student's code, keyed by answer cell, and what looks wrong with the file.
 
-    Returns (answers {grade_id: code}, added {grade_id or None: [code]}, flags).
+    Returns (answers {grade_id: code}, added {grade_id or None: [code]}, flags,
+    written {grade_id: text}): `written` holds the Markdown answer cells, which
+    are never run, only shown to the instructor who grades them by hand.
     Cells are matched by their nbgrader id, so reordered cells are harmless;
     locked cells always come from the instructor's notebook."""
     flags = []
@@ -58,7 +61,7 @@ def read_submission(path, source_nb, released_nb):
         if not isinstance(cells, list):
             raise TypeError("cells is not a list")
     except Exception as e:  # noqa: BLE001 - any unreadable file is graded 0
-        return {}, {}, [f"the file is not a readable notebook ({type(e).__name__}: {str(e)[:200]})"]
+        return {}, {}, [f"the file is not a readable notebook ({type(e).__name__}: {str(e)[:200]})"], {}
     meta = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
     kernel = meta.get("kernelspec", {}).get("name") if isinstance(meta.get("kernelspec"), dict) else None
     if kernel not in (None, KERNEL):
@@ -66,10 +69,12 @@ def read_submission(path, source_nb, released_nb):
     if not cells:
         flags.append("the notebook has no cells")
     answer_ids = [_meta(c)["grade_id"] for c in source_nb["cells"] if _meta(c).get("solution")]
+    written_ids = {_meta(c)["grade_id"] for c in source_nb["cells"]
+                   if _meta(c).get("solution") and c.get("cell_type") == "markdown"}
     released = {_meta(c).get("grade_id"): _source(c) for c in released_nb["cells"]}
     locked = {_meta(c)["grade_id"] for c in source_nb["cells"]
               if _meta(c).get("grade_id") and not _meta(c).get("solution")}
-    answers, added, anchor = {}, {}, None
+    answers, added, written, anchor = {}, {}, {}, None
     for cell in cells:
         if not isinstance(cell, dict):
             continue
@@ -79,6 +84,16 @@ def read_submission(path, source_nb, released_nb):
             continue
         if _source(cell) is None:
             flags.append(f"cell `{grade_id or '(added)'}` has a malformed source and was ignored")
+            continue
+        if grade_id in written_ids:
+            if grade_id in written:
+                flags.append(f"written answer `{grade_id}` appears more than once; the first is graded")
+            else:
+                written[grade_id] = _source(cell)
+                if len(written[grade_id]) > WRITTEN_CHARS:
+                    flags.append(f"written answer `{grade_id}` is longer than {WRITTEN_CHARS} characters; "
+                                 f"only its beginning is kept")
+                    written[grade_id] = _cut(written[grade_id], WRITTEN_CHARS)
             continue
         if grade_id in answer_ids and cell.get("cell_type") == "code":
             if grade_id in answers:
@@ -94,9 +109,9 @@ def read_submission(path, source_nb, released_nb):
         elif grade_id is not None and grade_id not in answer_ids:
             flags.append(f"unknown cell `{grade_id}` was ignored")
     for grade_id in answer_ids:
-        if grade_id not in answers:
+        if grade_id not in answers and grade_id not in written:
             flags.append(f"answer cell `{grade_id}` is missing")
-    return answers, added, flags
+    return answers, added, flags, written
 
 
 def _message(e):
@@ -288,10 +303,15 @@ def _bind_graded(namespace, bound, info, session):
 _UNBOUND = object()
 
 
-def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, budget=SUBMISSION_BUDGET_S):
+def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, budget=SUBMISSION_BUDGET_S,
+                     check=None):
     """Grade one notebook in its own sandbox; returns the result record (see `grade`).
 
-    `timeout` bounds each cell, `budget` the whole submission (seconds)."""
+    `timeout` bounds each cell, `budget` the whole submission (seconds).
+    `check`, a released notebook (as data), makes this a student's own check
+    (`validate`): its visible tests instead of the instructor's notebook, the
+    student's own functions throughout, and the worker a plain local process
+    (`sandbox.LocalChild`)."""
     import torch
 
     from autograder.remote import KernelDied, Session
@@ -300,14 +320,24 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, 
     torch.set_num_threads(1)
     _fresh_random_state()
     start = time.perf_counter()
-    source_nb, released_nb, info = assignment_info(course_root, assignment)
-    answers, added, flags = read_submission(notebook, source_nb, released_nb)
+    if check is None:
+        source_nb, released_nb, info = assignment_info(course_root, assignment)
+    else:
+        from autograder.similarity import normalise
+
+        source_nb = released_nb = check
+        info = Assignment(check, check)
+        stubs = {_meta(c).get("grade_id"): normalise(_source(c)) for c in check["cells"] if _meta(c).get("solution")}
+        info.course_forms = {gid: forms - {stubs.get(gid)} for gid, forms in info.course_forms.items()}
+    answers, added, flags, texts = read_submission(notebook, source_nb, released_nb)
     unreadable = not answers and not added and flags and "readable" in flags[0]
     flags += _course_copies(answers, info)
 
     tests, written, dead = {}, {}, None
     namespace, bound = {"__name__": "__main__"}, {}
-    sandbox = None if unreadable else sandboxes.spawn(time.monotonic() + timeout + STARTUP_S, info.course_modules)
+    deadline = time.monotonic() + timeout + STARTUP_S
+    sandbox = None if unreadable else (sandboxes.spawn(deadline, info.course_modules) if check is None
+                                       else sandboxes.LocalChild(deadline))
     session = None if sandbox is None else Session(sandbox, sandbox.fd_to, sandbox.fd_from,
                                                    budget_end=time.monotonic() + budget, budget=budget,
                                                    course_modules=info.course_modules)
@@ -317,13 +347,14 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, 
             grade_id = meta.get("grade_id")
             if cell.get("cell_type") != "code":
                 if meta.get("grade"):
-                    written[grade_id] = {"max": float(meta.get("points", 0))}
+                    written[grade_id] = {"max": float(meta.get("points", 0)), "text": texts.get(grade_id, "")}
                 continue
             if meta.get("grade"):
                 if session is not None:
                     _bind_graded(namespace, bound, info, session)
-                references = info.references_besides(info.item_of.get(grade_id))
+                references = None if check else info.references_besides(info.item_of.get(grade_id))
                 tests[grade_id] = _run_test(cell, namespace, session, dead, unreadable, flags, timeout, references)
+                tests[grade_id]["item"] = info.item_of.get(grade_id)
                 if session is not None and dead is None and tests[grade_id].get("died"):
                     dead = tests[grade_id].pop("died")
                 tests[grade_id].pop("died", None)
@@ -356,7 +387,17 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, 
     return {"total": sum(t["score"] for t in tests.values()),
             "max": sum(t["max"] for t in tests.values()),
             "seconds": time.perf_counter() - start, "tests": tests, "written": written,
-            "flags": flags, "answers": answers, "added": added}
+            "flags": flags, "answers": answers, "added": added,
+            "not_attempted": [] if unreadable else _not_attempted(answers, released_nb, info)}
+
+
+def _not_attempted(answers, released_nb, info):
+    """The answer cells handed in as released (or not at all)."""
+    from autograder.similarity import normalise
+
+    stubs = {_meta(c).get("grade_id"): _source(c) for c in released_nb["cells"] if _meta(c).get("solution")}
+    return [item for item in info.items
+            if answers.get(item) is None or normalise(answers[item]) == normalise(stubs.get(item) or "")]
 
 
 def _course_copies(answers, info):
@@ -365,8 +406,11 @@ def _course_copies(answers, info):
     from autograder.similarity import normalise
 
     same = [f"`{gid}`" for gid, code in answers.items() if normalise(code) in info.course_forms.get(gid, ())]
-    return [f"answer cell{'s' * (len(same) > 1)} {', '.join(same)}: the course's own implementation once "
+    return [f"answer cell{'s' * (len(same) > 1)} {', '.join(same)}: {COPY_FLAG} once "
             f"comments, formatting and local names are set aside; review it"] if same else []
+
+
+COPY_FLAG = "the course's own implementation"  # a flag for the instructor, never a failure
 
 
 def _run_test(cell, namespace, session, dead, unreadable, flags, timeout, references=None):
@@ -419,7 +463,7 @@ def _grade_safely(assignment, notebook, course_root, timeout, budget):
 
 def _zero(reason, **extra):
     return {"total": 0.0, "max": 0.0, "seconds": 0.0, "tests": {}, "written": {}, "answers": {}, "added": {},
-            "flags": [reason], **extra}
+            "not_attempted": [], "flags": [reason], **extra}
 
 
 class GradingStopped(RuntimeError):
@@ -435,7 +479,8 @@ def grade(assignment, submissions, course_root, jobs=1, on_result=None, timeout=
     """Grade `{student: notebook}`, `jobs` at a time; returns `{student: result}`.
 
     Each result: `{"total", "max", "seconds", "tests": {grade_id: {"score",
-    "max", "messages"}}, "written": {grade_id: {"max"}}, "flags": [...]}`.
+    "max", "messages"}}, "written": {grade_id: {"max", "text"}}, "flags": [...],
+    "answers": {grade_id: code}, "added": {grade_id: [code]}}`.
     `on_result(student, result)` is called in this process as each one
     finishes, one at a time (the gradebook is written there). A grading
     process that dies takes no one else with it: the submissions it held are

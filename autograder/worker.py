@@ -416,6 +416,9 @@ def zygote(control_fd, confine=True):
 
 def main():
     torch.set_num_threads(1)
+    if sys.argv[1] == "--local":  # a student's own check (`validate`): one submission, no sandbox
+        Worker(int(sys.argv[2]), int(sys.argv[3])).run({"identity": {"local": True}})
+        return
     # `--unconfined` exists for the test that the grader refuses such a worker.
     zygote(int(sys.argv[2]), confine=sys.argv[3:] != ["--unconfined"])
 

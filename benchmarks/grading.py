@@ -30,7 +30,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from grading import answer_cells, make_submission, mutate  # noqa: E402
 
 from autograder import config  # noqa: E402
-from autograder.course import autograde, open_course, sandboxed_autograde  # noqa: E402
+from autograder.course import open_course  # noqa: E402
+from autograder.grading import autograde, sandboxed_autograde  # noqa: E402
 from autograder.sandbox import bwrap_command, interpreter, limits_in_force  # noqa: E402
 
 HOSTILE = {

@@ -3,12 +3,12 @@ implementations and grade them all as an instructor does, with the sandboxed
 grader (`python -m autograder grade`), two at a time."""
 import json
 import re
-from pathlib import Path
 
 from autograder import RELEASE_DIR, REPO, SOURCE_DIR
-from autograder.course import autograde, open_course, sandboxed_autograde
+from autograder.course import open_course
+from autograder.grading import autograde, sandboxed_autograde
 
-_SOLUTION_MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*\n", re.MULTILINE)
+_SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*(\n|\Z)", re.MULTILINE)
 
 
 def _source(cell):
@@ -190,8 +190,15 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
 
     @pytest.mark.slow
     def test_written_answers_are_left_to_the_instructor(graded):
-        for student in ("solution", "untouched"):
+        # Each written answer travels as the student wrote it (for formgrader
+        # and the feedback page), is never flagged as missing, and is not
+        # part of the automatic score.
+        solution = answer_cells(assignment, kinds=["markdown"])
+        for student, text in (("solution", lambda g: solution[g]), ("untouched", lambda g: "YOUR ANSWER HERE")):
             assert set(graded[student]["written"]) == set(written)
+            for grade_id in written:
+                assert graded[student]["written"][grade_id]["text"].strip() == text(grade_id).strip()
+            assert not [f for f in graded[student]["flags"] if "missing" in f], graded[student]["flags"]
 
     def test_written_answers_are_released_empty_with_a_rubric_in_the_solution():
         released = json.loads(notebook_path(assignment, RELEASE_DIR).read_text(encoding="utf-8"))

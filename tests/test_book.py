@@ -3,7 +3,6 @@ executes in its time limit, and in a real browser, served from localhost with
 no other network, math and diagrams render, figures load and search works."""
 import functools
 import http.server
-import os
 import re
 import shutil
 import subprocess
@@ -15,7 +14,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 # Longest a page may take to execute on 2 CPU cores, in seconds.
 TIME_LIMITS = {"book/multi_head_attention": 60}  # issue 2; every other page: 90 s
@@ -90,23 +88,6 @@ def server(site):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM:
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield b
-        b.close()
 
 
 @pytest.fixture

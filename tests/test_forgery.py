@@ -14,7 +14,8 @@ import pytest
 from grading import answer_cells, item_of, make_submission, mutate, notebook_path
 
 from autograder import SOURCE_DIR
-from autograder.course import open_course, sandboxed_autograde
+from autograder.course import open_course
+from autograder.grading import sandboxed_autograde
 from autograder.sandbox import course_files
 from autograder.trusted import _top_level_names, assignment_info
 

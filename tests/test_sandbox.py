@@ -25,7 +25,8 @@ import pytest
 from grading import answer_cells, make_submission, mutate
 
 from autograder import REPO
-from autograder.course import open_course, sandboxed_autograde
+from autograder.course import open_course
+from autograder.grading import sandboxed_autograde
 from autograder.sandbox import limits_in_force
 
 ASSIGNMENT = "feed_forward"
@@ -360,7 +361,7 @@ def test_the_grader_spends_bounded_time_on_each_submission(graded):
 def test_feedback_pages_escape_what_students_wrote(graded):
     from html.parser import HTMLParser
 
-    from autograder.course import feedback
+    from autograder.feedback import feedback
 
     class Elements(HTMLParser):
         def __init__(self):
@@ -470,6 +471,7 @@ def test_the_command_line_grades_hostile_students_as_any_user(outside_tmp, user)
     course, out = folder / "course", folder / "grades.json"
     cases = _cli_class(course)
     _write_class(folder / "submitted", cases)
+    open_course(course, ASSIGNMENT)  # `grade` never creates a course
     command = [*PEAK, *_grade_command(course, folder / "submitted", out)]
     env = {**os.environ, "HOME": str(folder)}
     if user == "unprivileged":
@@ -500,6 +502,7 @@ def test_a_missing_sandbox_stops_the_command_with_the_reason(outside_tmp):
     folder = outside_tmp / "no-bwrap"
     course = folder / "course"
     _write_class(folder / "submitted", {"honest_a": (SOLUTION, None, None)})
+    open_course(course, ASSIGNMENT)
     env = {**os.environ, "PATH": "/nonexistent"}  # no bwrap on the PATH
     done = subprocess.run(_grade_command(course, folder / "submitted", folder / "grades.json"), env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=300)

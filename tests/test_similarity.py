@@ -77,5 +77,5 @@ def test_a_lower_threshold_reports_more_and_stubs_are_never_pairs():
 def test_a_threshold_out_of_range_is_a_one_line_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "autograder", "report", "feed_forward", "--similarity", "2"],
                           cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode != 0 and done.stderr.strip().splitlines() == [
-        "--similarity takes a number above 0 and at most 1, not 2.0"]
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "python -m autograder report: error: --similarity takes a number above 0 and at most 1, not 2.0"]
