@@ -69,8 +69,11 @@ def _grade(args):
         try:  # <DIR>/<student_id>/<assignment>/<notebook>.ipynb, copied into the course
             found = collect(course, args.assignment, c.released_notebook(course, args.assignment).name, folder,
                             pattern=rf"^(?P<student>[^/]+)/{args.assignment}/[^/]+\.ipynb$")
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        except ValueError:
+            found = {"collected": {}}
+        if not found["collected"]:
+            raise UsageError(f"--submitted {folder}: no notebook in it laid out as "
+                             f"{folder}/<student_id>/{args.assignment}/<notebook>.ipynb")
         for reason in found["skipped"]:
             print(f"skipped   {reason}")
     submissions = c.submitted_notebooks(course, args.assignment)

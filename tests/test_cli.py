@@ -28,6 +28,7 @@ def place(tmp_path_factory):
     assert done.returncode == 0, done.stderr
     (folder / "notes.txt").write_text("my notes\n")
     (folder / "broken.ipynb").write_text('{"cells": [ oops')
+    (folder / "empty" / "alice").mkdir(parents=True)
     return folder
 
 
@@ -43,6 +44,8 @@ BAD = {  # arguments -> words the one line must contain
     "due without course": (["release", "feed_forward", "--due", "2026-12-10T23:59"], "--due needs --course"),
     "nothing collected": (["grade", "feed_forward"], "no submissions of feed_forward in course/submitted: run collect"),
     "missing --submitted": (["grade", "feed_forward", "--submitted", "nowhere"], "--submitted nowhere: no such folder"),
+    "empty --submitted": (["grade", "feed_forward", "--submitted", "empty"],
+                          "--submitted empty: no notebook in it laid out as empty/<student_id>/feed_forward/"),
     "jobs": (["grade", "feed_forward", "--jobs", "0"], "--jobs takes a whole number of at least 1"),
     "nothing graded": (["feedback", "feed_forward"], "nothing graded yet for feed_forward in course: run grade first"),
     "report elsewhere": (["report", "feed_forward", "--course", "nowhere"], "nowhere is not a course folder"),
