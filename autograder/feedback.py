@@ -49,7 +49,8 @@ def render(nb, record, hand, title) -> str:
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         grade_id = meta.get("grade_id")
-        cell.outputs = [] if cell.cell_type == "code" else cell.get("outputs")
+        if cell.cell_type == "code":
+            cell.outputs = []
         if cell.cell_type == "markdown" and not (meta.get("solution") and grade_id in record["written"]):
             cell.source = with_mathml(cell.source)  # the course's own text
         if meta.get("solution") and cell.cell_type == "code":

@@ -2,7 +2,6 @@
 or plain `nbgrader autograde` (`--engine nbgrader`), each producing the same
 result records (`autograder.results`), with the submission time and how late
 it was added here."""
-import json
 import shutil
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from autograder.course import (_api, _check, due_date, gradebook, nbgrader_confi
 from autograder.results import late_flag, public, save
 
 
-def _when(record, notebook, due, penalty_method):
+def _with_time(record, notebook, due, penalty_method):
     """The record with its submission time, seconds late and, if late, a flag."""
     stamp = submission_time(notebook)
     late = max(0.0, (stamp - due).total_seconds()) if stamp and due else 0.0
@@ -38,7 +37,7 @@ def sandboxed_autograde(root: Path, assignment: str, submissions: dict, jobs: in
     method = nbgrader_config(root).LateSubmissionPlugin.penalty_method
 
     def saved(student, record):
-        save(root, assignment, student, _when(record, submissions[student], due, method), released)
+        save(root, assignment, student, _with_time(record, submissions[student], due, method), released)
 
     try:
         results = grade(assignment, submissions, root, jobs=jobs, on_result=saved, timeout=timeout,
@@ -56,13 +55,12 @@ def autograde(root: Path, assignment: str, submissions: dict) -> dict:
     `sandboxed_autograde` does."""
     import nbformat
 
-    from autograder.trusted import _message, _not_attempted, assignment_info, read_submission
+    from autograder.trusted import NOT_IMPLEMENTED, _not_attempted, assignment_info, read_submission
 
     root = open_course(Path(root), assignment)
     api, released = _api(root), released_notebook(root, assignment)
     due, method = due_date(root, assignment), nbgrader_config(root).LateSubmissionPlugin.penalty_method
-    source_nb = json.loads(next((root / "solutions" / assignment).glob("*.ipynb")).read_text(encoding="utf-8"))
-    released_nb = json.loads(released.read_text(encoding="utf-8"))
+    source_nb, released_nb, info = assignment_info(root, assignment)
     results = {}
     for student, notebook in submissions.items():
         target = root / "submitted" / student / assignment / released.name
@@ -75,7 +73,7 @@ def autograde(root: Path, assignment: str, submissions: dict) -> dict:
         answers, added, flags, texts = read_submission(target, source_nb, released_nb)
         graded = nbformat.read(root / "autograded" / student / assignment / released.name, as_version=4)
         messages = {c.metadata.get("nbgrader", {}).get("grade_id"): [
-            _message(NotImplementedError()) if o["ename"] == "NotImplementedError" else f"{o['ename']}: {o['evalue']}"
+            NOT_IMPLEMENTED if o["ename"] == "NotImplementedError" else f"{o['ename']}: {o['evalue']}"
             for o in c.get("outputs", []) if o.get("output_type") == "error"] for c in graded.cells}
         tests, written = {}, {}
         with gradebook(root) as gb:
@@ -89,9 +87,7 @@ def autograde(root: Path, assignment: str, submissions: dict) -> dict:
         record = {"total": sum(t["score"] for t in tests.values()), "max": sum(t["max"] for t in tests.values()),
                   "seconds": seconds, "tests": tests, "written": written, "flags": flags,
                   "answers": answers, "added": added,
-                  "not_attempted": _not_attempted(answers, released_nb, assignment_info(root, assignment)[2])}
-        save(root, assignment, student, _when(record, target, due, method), released)
+                  "not_attempted": _not_attempted(answers, released_nb, info)}
+        save(root, assignment, student, _with_time(record, target, due, method), released)
         results[student] = public(record)
     return results
-
-

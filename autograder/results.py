@@ -141,7 +141,9 @@ def hand_grades(root: Path, assignment: str) -> dict:
     """What the instructor entered in formgrader, per student:
     {student: {"written": {grade_id: manual score or None}, "overrides": {test: manual score},
     "comments": {grade_id: text}, "manual": points of the written answers (None while one
-    awaits its grade), "score": nbgrader's total (hand scores win), "penalty": late penalty}}."""
+    awaits its grade), "auto": points of the test cells no hand score replaced, "score":
+    nbgrader's total (hand scores win), "penalty": late penalty, "needs_manual_grade",
+    "timestamp"}}."""
     from nbgrader.api import MissingEntry
 
     out = {}
@@ -160,5 +162,7 @@ def hand_grades(root: Path, assignment: str) -> dict:
                 "comments": {c.name: c.manual_comment for nb in submission.notebooks for c in nb.comments
                              if c.manual_comment},
                 "manual": None if None in written.values() else sum(written.values()),
-                "score": submission.score, "penalty": submission.late_submission_penalty or 0.0}
+                "auto": sum((g.score for g in grades if g.cell.cell_type == "code" and g.manual_score is None), 0.0),
+                "score": submission.score, "penalty": submission.late_submission_penalty or 0.0,
+                "needs_manual_grade": submission.needs_manual_grade, "timestamp": submission.timestamp}
     return out

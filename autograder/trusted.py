@@ -30,6 +30,10 @@ KERNEL = "python3"
 STARTUP_S = 60  # on top of the first spawn's time: a new zygote imports torch
 MESSAGE_CHARS = 1000  # of one failure message in the results
 WRITTEN_CHARS = 20_000  # of one written answer (about eight pages)
+# What the report sets apart from mistakes: a file that is not a notebook, an
+# answer cell left as released.
+UNREADABLE = "the file is not a readable notebook"
+NOT_IMPLEMENTED = "NotImplementedError: not implemented yet (the answer cell still raises NotImplementedError)"
 
 
 def _source(cell):
@@ -61,7 +65,7 @@ def read_submission(path, source_nb, released_nb):
         if not isinstance(cells, list):
             raise TypeError("cells is not a list")
     except Exception as e:  # noqa: BLE001 - any unreadable file is graded 0
-        return {}, {}, [f"the file is not a readable notebook ({type(e).__name__}: {str(e)[:200]})"], {}
+        return {}, {}, [f"{UNREADABLE} ({type(e).__name__}: {str(e)[:200]})"], {}
     meta = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
     kernel = meta.get("kernelspec", {}).get("name") if isinstance(meta.get("kernelspec"), dict) else None
     if kernel not in (None, KERNEL):
@@ -116,7 +120,7 @@ def read_submission(path, source_nb, released_nb):
 
 def _message(e):
     if isinstance(e, NotImplementedError):
-        return "NotImplementedError: not implemented yet (the answer cell still raises NotImplementedError)"
+        return NOT_IMPLEMENTED
     return _cut(f"{type(e).__name__}: {e}")
 
 
