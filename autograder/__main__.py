@@ -3,7 +3,8 @@
 The cycle: `release` the exercises (with `--course` and `--due`, into a course
 folder), `collect` the LMS download, `grade`, grade the written answers in
 formgrader, `feedback`, `report`, `export`; students check their work with
-`validate`. Every verb but `release`, `validate` and `jupyter-setup` works on an existing course
+`validate`; `bundle` writes the zip a student downloads. Every verb but
+`release`, `validate`, `bundle` and `jupyter-setup` works on an existing course
 folder (`--course`, default `./course`): an nbgrader course with its gradebook.
 Bad input is answered with one line and exit status 2.
 """
@@ -14,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from autograder import UsageError, assignments
+from autograder import RELEASE_DIR, REPO, UsageError, assignments
 from autograder import course as c
 from autograder.config import SUBMISSION_BUDGET_S
 from autograder.report import SIMILARITY
@@ -138,6 +139,20 @@ def _export(args):
     print(f"exported -> {export(course, args.csv)}")
 
 
+def _bundle(args):
+    from autograder.bundle import write_bundle
+
+    assignment = c.check_assignment(args.assignment)
+    if args.course:  # what the course folder released (with its due date)
+        notebook = c.released_notebook(c.existing_course(args.course), assignment)
+    else:  # the repository's own release
+        notebook = Path(REPO, RELEASE_DIR, assignment, f"{assignment}.ipynb")
+    out = args.out or Path(f"{assignment}.zip")
+    if not out.resolve().parent.is_dir():
+        raise UsageError(f"--out {out}: its folder does not exist")
+    print(f"wrote {out}: {', '.join(write_bundle(notebook, out))}")
+
+
 def _validate(args):
     from autograder.students import validate
 
@@ -190,7 +205,7 @@ def main(argv=None):
     def verb(name, func, help):
         p = verbs.add_parser(name, help=help)
         p.set_defaults(func=func)
-        if name not in ("release", "validate", "jupyter-setup"):
+        if name not in ("release", "validate", "jupyter-setup", "bundle"):
             p.add_argument("--course", default="course", type=Path,
                            help="the course folder with the gradebook (default: ./course); never created here")
         return p
@@ -225,6 +240,11 @@ def main(argv=None):
     p.add_argument("assignment")
     p.add_argument("--similarity", type=float, default=SIMILARITY,
                    help=f"report pairs of answers at least this alike after normalising (default {SIMILARITY})")
+    p = verb("bundle", _bundle, "write the zip a student gets: the exercise notebook and a README")
+    p.add_argument("assignment")
+    p.add_argument("--course", type=Path, help="take the notebook the course folder released "
+                                               "(default: this repository's exercises/)")
+    p.add_argument("--out", type=Path, help="the zip to write (default: ./<assignment>.zip)")
     p = verb("export", _export, "write every grade in the gradebook as CSV")
     p.add_argument("--csv", default="grades.csv", type=Path)
     verb("jupyter-setup", _jupyter_setup, "turn off nbgrader's Assignment List, Course List and Validate "

@@ -27,6 +27,9 @@ from autograder import RELEASE_DIR, SOURCE_DIR
 from autograder.config import CELL_TIMEOUT_S, SUBMISSION_BUDGET_S
 
 KERNEL = "python3"
+# The cell that installs the course's package on Colab or Binder
+# (autograder/publish.py): the grader brings its own environment, so it is never run.
+INSTALL_CELL = "install"
 STARTUP_S = 60  # on top of the first spawn's time: a new zygote imports torch
 MESSAGE_CHARS = 1000  # of one failure message in the results
 WRITTEN_CHARS = 20_000  # of one written answer (about eight pages)
@@ -192,7 +195,7 @@ class Assignment:
         self.items, self.item_of, current, code_cells = {}, {}, None, []
         for cell in source_nb["cells"]:
             meta = _meta(cell)
-            if cell.get("cell_type") != "code":
+            if cell.get("cell_type") != "code" or meta.get("grade_id") == INSTALL_CELL:
                 continue
             if meta.get("solution"):
                 current = meta["grade_id"]
@@ -202,7 +205,8 @@ class Assignment:
             code_cells.append((meta, _source(cell)))
         self.graded = {n for names in self.items.values() for n in names}
         locked = [src for c in released_nb["cells"] if c.get("cell_type") == "code"
-                  and not _meta(c).get("solution") and not _meta(c).get("grade") for src in [_source(c)]]
+                  and not _meta(c).get("solution") and not _meta(c).get("grade")
+                  and _meta(c).get("grade_id") != INSTALL_CELL for src in [_source(c)]]
         self.course_modules = _with_dependencies(set().union(*[_edgpt_imports(c) for c in locked]))
         self.reference = {"__name__": "__reference__"}
         for meta, src in code_cells:
@@ -363,7 +367,7 @@ def grade_submission(assignment, notebook, course_root, timeout=CELL_TIMEOUT_S, 
                     dead = tests[grade_id].pop("died")
                 tests[grade_id].pop("died", None)
                 continue
-            if dead or session is None:
+            if dead or session is None or grade_id == INSTALL_CELL:
                 continue
             try:
                 session.start(timeout)

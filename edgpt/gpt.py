@@ -58,11 +58,13 @@ class CausalSelfAttention(nn.Module):
                 k = torch.cat([cache["k"], k], dim=2)
                 v = torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
-        T_past = k.size(2) - T
-        # The queries are the last T of T_past + T positions: keep those rows.
-        mask = causal_mask(T_past + T, x.device)[T_past:]
-        out, _ = scaled_dot_product_attention(q, k, v, mask)
+        out, _ = scaled_dot_product_attention(q, k, v, self.attention_mask(k.size(2) - T, T, x.device))
         return self.c_proj(merge_heads(out))
+
+    def attention_mask(self, T_past, T, device):
+        """Which keys the queries of the T new positions may see, after T_past
+        cached ones: the last T rows of the causal mask of T_past + T positions."""
+        return causal_mask(T_past + T, device)[T_past:]
 
 
 class Block(nn.Module):

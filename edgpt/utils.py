@@ -1,6 +1,9 @@
 """Small utilities every chapter needs: seeding, device choice, showing code."""
+import ast
 import inspect
+import os
 import random
+import textwrap
 
 import torch
 
@@ -24,12 +27,60 @@ def get_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# Every graded name and its assignment (tests/test_publish.py checks this
+# against the answer cells of solutions/). In the class edition of the book
+# (EDGPT_EDITION=class, `make book-class`) their code is not shown.
+GRADED = {
+    "encoder_decoder": ["rnn_encoder", "rnn_decoder_step", "shift_right", "greedy_decode", "beam_search"],
+    "attention": ["additive_attention_scores", "masked_softmax", "attention_context"],
+    "embedding_vs_encoder": ["one_hot_embed", "sinusoidal_positional_encoding"],
+    "multi_head_attention": ["scaled_dot_product_attention", "split_heads", "merge_heads", "MultiHeadAttention"],
+    "feed_forward": ["PositionwiseFeedForward", "ffn_num_parameters"],
+    "transformer": ["EncoderLayer", "DecoderLayer", "transformer_num_parameters"],
+    "causal_masking": ["causal_mask", "lm_inputs_and_targets", "CausalSelfAttention", "generate",
+                       "gpt2_num_parameters"],
+    "capstone": ["pack_source_target", "decoder_only_greedy", "exact_match"],
+    "pretrained": ["rms_norm", "apply_rotary", "repeat_kv", "swiglu"],
+}
+ASSIGNMENT_OF = {name: assignment for assignment, names in GRADED.items() for name in names}
+
+
+def edition():
+    """"full" (the default: every piece of code is shown) or "class"."""
+    value = os.environ.get("EDGPT_EDITION", "full")
+    if value not in ("full", "class"):
+        raise ValueError(f"EDGPT_EDITION={value!r}: it is 'full' or 'class'")
+    return value
+
+
 def show(obj):
     """Display the source of a function or class from this package.
 
     The book shows the code it runs, read from the module itself, so the page
-    and the code later chapters import can never disagree.
+    and the code later chapters import can never disagree. In the class
+    edition a graded name shows only its signature and docstring, and where
+    the student writes it.
     """
     from IPython.display import Code
 
-    return Code(inspect.getsource(obj), language="python")
+    source = inspect.getsource(obj)
+    assignment = ASSIGNMENT_OF.get(obj.__name__)
+    if assignment and edition() == "class":
+        source = interface(source, assignment)
+    return Code(source, language="python")
+
+
+def interface(source, assignment):
+    """`source` (one function or class) with every body replaced by `...`:
+    the signatures and docstrings, and a comment naming the assignment."""
+    tree = ast.parse(textwrap.dedent(source))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            doc = ast.get_docstring(node, clean=False)
+            kept = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+            if not isinstance(node, ast.ClassDef) or not kept:
+                kept = [ast.Expr(ast.Constant(...))]
+            node.body = ([ast.Expr(ast.Constant(doc))] if doc else []) + kept
+            node.decorator_list = []
+    where = f"exercises/{assignment}/{assignment}.ipynb"
+    return f"# You write this in the assignment `{assignment}` ({where}).\n" + ast.unparse(tree) + "\n"

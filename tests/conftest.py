@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,3 +35,18 @@ def browser():
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """Build the book once, exactly as `make book` does, into a scratch folder."""
+    if not (REPO / "book/_static/mermaid/mermaid.esm.min.mjs").exists():
+        pytest.fail("book/_static/mermaid is missing: run the tests with `make test`, "
+                    "which copies mermaid out of its npm package first")
+    out = tmp_path_factory.mktemp("book")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run(
+        [str(jb), "build", str(REPO), "--warningiserror", "--keep-going", "--path-output", str(out)],
+        capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, f"the book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    return out / "_build" / "html"

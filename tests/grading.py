@@ -32,6 +32,25 @@ def answer_cells(assignment, kinds=("code", "markdown")):
     }
 
 
+_BLOCK = re.compile(r"^[ \t]*### BEGIN (SOLUTION|HIDDEN TESTS)[ \t]*\n(.*?)^[ \t]*### END \1", re.S | re.M)
+
+
+def solution_lines(assignment, shortest=12, blocks=("SOLUTION", "HIDDEN TESTS")):
+    """Every line only the instructor's notebook has: inside its `### BEGIN
+    SOLUTION` and `### BEGIN HIDDEN TESTS` blocks (or only those of `blocks`)
+    and nowhere else in it, stripped, without comments and the lines shorter
+    than `shortest` (a bare `return x` or `)` is in any code)."""
+    nb = json.loads(notebook_path(assignment, SOURCE_DIR).read_text(encoding="utf-8"))
+    lines, public = set(), set()
+    for cell in nb["cells"]:
+        for kind, block in _BLOCK.findall(_source(cell)):
+            if kind in blocks:
+                lines |= {line.strip() for line in block.splitlines()
+                          if len(line.strip()) >= shortest and not line.strip().startswith("#")}
+        public |= {line.strip() for line in _BLOCK.sub("", _source(cell)).splitlines()}
+    return lines - public  # a line the released notebook has anyway (a visible test's) is no answer
+
+
 def solution_namespace(assignment, **extra):
     """The names the solution's code answer cells define, run on top of the
     imports every assignment notebook has (and `extra`), for tests that check

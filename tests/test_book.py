@@ -26,21 +26,6 @@ KNOWN_PAGE_ERRORS = {"Identifier 'THEBE_JS_URL' has already been declared"}
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory):
-    """Build the book once, exactly as `make book` does, into a scratch folder."""
-    if not (REPO / "book/_static/mermaid/mermaid.esm.min.mjs").exists():
-        pytest.fail("book/_static/mermaid is missing: run the tests with `make test`, "
-                    "which copies mermaid out of its npm package first")
-    out = tmp_path_factory.mktemp("book")
-    jb = Path(sys.executable).parent / "jupyter-book"
-    proc = subprocess.run(
-        [str(jb), "build", str(REPO), "--warningiserror", "--keep-going", "--path-output", str(out)],
-        capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, f"the book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
-    return out / "_build" / "html"
-
-
 def test_every_page_executes_within_its_time_limit(site):
     # The execution table of book/status.md is written by the build itself.
     html = (site / "book/status.html").read_text(encoding="utf-8")
@@ -60,9 +45,16 @@ def test_every_page_executes_within_its_time_limit(site):
 
 
 def test_launch_buttons_on_notebook_pages(site):
+    from autograder.publish import address, launch_links
+
+    slug, branch = address()
     html = (site / "book/multi_head_attention.html").read_text(encoding="utf-8")
-    assert "colab.research.google.com/github/" in html
-    assert "/v2/gh/" in html  # the Binder launch link
+    # Jupyter Book's own buttons, from _config.yml
+    assert f"colab.research.google.com/github/{slug}/blob/{branch}/book/multi_head_attention.ipynb" in html
+    assert f"mybinder.org/v2/gh/{slug}/{branch}?urlpath=" in html
+    # the page's link to its assignment, generated from the same address
+    for url in launch_links("exercises/multi_head_attention/multi_head_attention.ipynb").values():
+        assert f'href="{url}"' in html.replace("&amp;", "&")
 
 
 def test_no_asset_is_referenced_from_a_cdn(site):

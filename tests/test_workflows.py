@@ -66,6 +66,17 @@ def test_the_book_is_built_with_the_readme_command_and_deployed_on_push_to_main(
     _check_commands(flow)
 
 
+def test_the_class_edition_is_published_when_the_repository_asks_for_it():
+    flow = _load("book.yml")
+    steps = {step.get("if"): step["run"] for step in _steps(flow) if "run" in step and "make book" in step["run"]}
+    assert steps == {"vars.BOOK_EDITION != 'class'": "make book",
+                     "vars.BOOK_EDITION == 'class'": "make book-class && mv _build/class/_build/html _build/html"}
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^book-class:.*\n\tEDGPT_EDITION=class .*--path-output _build/class$", makefile, re.M)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "make book-class" in readme and "BOOK_EDITION" in readme
+
+
 def test_ci_runs_the_projects_ci_script():
     flow = _load("ci.yml")
     assert "push" in flow["on"]
