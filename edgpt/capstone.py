@@ -11,7 +11,6 @@ number words.
 The three functions of the graded assignment `capstone` are here in their
 reference form: `pack_source_target`, `decoder_only_greedy`, `exact_match`.
 """
-import time
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +79,7 @@ def to_text(ids):
 def draw_numbers(count, generator, exclude=(), length_weights=(1, 2, 3, 4, 5, 6)):
     """`count` numbers, none of them in `exclude`. The number of digits k is drawn
     with probability proportional to length_weights[k - 1] (by default to k:
-    there are only 110 numbers of one or two digits, and longer ones are
+    there are only 100 numbers of one or two digits, and longer ones are
     harder), then the number uniformly among those with k digits."""
     weights = torch.tensor(length_weights, dtype=torch.float)
     out = []
@@ -229,23 +228,6 @@ def decoder_only_greedy_cached(model, src, sep_id, eos_id, max_new_tokens):
 def num_parameters(model):
     """Trainable parameters; a matrix shared by two modules counts once."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def time_side_by_side(fns, device, repeats=3):
-    """Run each of `fns` ({name: fn}) `repeats` times, taking turns, so that a
-    change in the machine's load hits all of them alike. Returns ({name: result
-    of the last run}, {name: fastest run in seconds})."""
-    results, best = {}, {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            results[name] = fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return results, best
 
 
 def forward_backward(model, x, y):

@@ -1,9 +1,11 @@
-"""Small utilities every chapter needs: seeding, device choice, showing code."""
+"""Small utilities every chapter needs: seeding, device choice, timing, showing code."""
 import ast
 import inspect
 import os
 import random
+import statistics
 import textwrap
+import time
 
 import torch
 
@@ -25,6 +27,37 @@ def seed_everything(seed: int = 0) -> torch.Generator:
 def get_device() -> torch.device:
     """`cuda` when a GPU is present, else `cpu`: every chapter runs on both."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def median_ms(variants, rounds=5, threads=1):
+    """{name: median milliseconds of one call} for the callables of `variants`.
+
+    Each gets one untimed warm-up call; then every round calls each once, in
+    turn, so that a busy moment of a shared machine slows all of them alike,
+    and the median ignores the rounds it spoiled. The thread count is fixed
+    (`threads`) while timing. The book prints these numbers and never asserts
+    on them: a loaded machine may reorder them.
+    """
+    def sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for fn in variants.values():
+            fn()
+        times = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, fn in variants.items():
+                sync()
+                start = time.perf_counter()
+                fn()
+                sync()
+                times[name].append((time.perf_counter() - start) * 1000)
+    finally:
+        torch.set_num_threads(before)
+    return {name: statistics.median(ms) for name, ms in times.items()}
 
 
 # Every graded name and its assignment (tests/test_publish.py checks this

@@ -17,8 +17,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from grading import answer_cells, make_submission, mutate
+from grading import answer_cells, make_submission, mutate, solution_lines
 
+from autograder.course import released_notebook
 from autograder.markdown import literal
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,7 +118,7 @@ def _grade_by_hand(course):
 def test_instructor_guide(tmp_path):
     steps = _steps("instructor_guide.md")
     verbs = [command.split()[3] for command, _ in steps]
-    assert verbs == ["release", "collect", "grade", "feedback", "report", "export"], verbs
+    assert verbs == ["release", "collect", "grade", "feedback", "report", "export", "bundle"], verbs
     _canvas_download(tmp_path)
     course = tmp_path / "course"
     for command, outputs in steps:
@@ -160,6 +161,12 @@ def test_instructor_guide(tmp_path):
     assert alice["needs_manual_grade"] == "False" and rows["jonesbob"]["needs_manual_grade"] == "True"
     assert (carol_row["duedate"], carol_row["timestamp"], float(carol_row["late_submission_penalty"])) == (
         "2026-12-01 12:00:00", "2026-12-01 14:30:00", 0.0)
+
+    # Section 8's bundle: the notebook the course released, with its due date, and no answer.
+    with zipfile.ZipFile(tmp_path / f"{GUIDE}.zip") as z:
+        released = released_notebook(course, GUIDE).read_bytes()
+        assert z.read(f"{GUIDE}/{GUIDE}.ipynb") == released
+        assert not [line for line in solution_lines(GUIDE) if line in z.read(f"{GUIDE}/{GUIDE}.ipynb").decode()]
 
     # "Running grade again re-grades ...; what you entered by hand is kept."
     (grade,) = [command for command, _ in steps if " grade " in command]

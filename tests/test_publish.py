@@ -179,3 +179,12 @@ def test_a_bundle_holds_the_exercise_and_nothing_of_the_solution(tmp_path):
     done = subprocess.run([sys.executable, "-m", "autograder", "bundle", "feed_forwrd"], capture_output=True,
                           text=True, cwd=tmp_path)
     assert done.returncode == 2 and "did you mean feed_forward?" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_every_notebook_is_valid_nbformat():
+    # Colab, Binder and nbconvert refuse or warn on an invalid notebook (cell
+    # ids in a file that says nbformat 4.4, for one); generated cells included.
+    import nbformat
+
+    for path in publish.notebooks() + sorted(REPO.glob("exercises/*/*.ipynb")):
+        nbformat.validate(nbformat.read(path, as_version=nbformat.NO_CONVERT))
