@@ -5,7 +5,7 @@ test cells are empty."""
 import zipfile
 from pathlib import Path
 
-from autograder.publish import launch_links
+from autograder.publish import exercise_links
 
 README = """\
 Assignment {a}
@@ -30,7 +30,7 @@ Or open it online, nothing to install:
 def write_bundle(notebook: Path, out: Path) -> list:
     """Write the zip of the released `notebook` to `out`; returns its entries."""
     a = notebook.stem
-    links = launch_links(f"exercises/{a}/{a}.ipynb")
+    links = exercise_links(a)
     entries = {f"{a}/{a}.ipynb": notebook.read_bytes(),
                f"{a}/README.txt": README.format(a=a, colab=links["Colab"], binder=links["Binder"]).encode()}
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:

@@ -48,6 +48,11 @@ def launch_links(path):
             "Binder": f"https://mybinder.org/v2/gh/{slug}/{branch}?urlpath=lab/tree/{path}"}
 
 
+def exercise_links(assignment):
+    """{"Colab": url, "Binder": url} opening the released notebook of `assignment`."""
+    return launch_links(f"{RELEASE_DIR}/{assignment}/{assignment}.ipynb")
+
+
 def site_url():
     """Where GitHub Pages publishes the book."""
     owner, name = address()[0].split("/")
@@ -106,7 +111,7 @@ instructor collects the assignment."""
 
 def launch_cell(assignment):
     """The line on a chapter's page that opens its assignment."""
-    links = launch_links(f"{RELEASE_DIR}/{assignment}/{assignment}.ipynb")
+    links = exercise_links(assignment)
     opened = " · ".join(f"[open it in {name}]({url})" for name, url in links.items())
     guide = f"{site_url()}book/student_guide.html"
     return f"**Assignment `{assignment}`** (graded): {opened}; how to do it: [the student guide]({guide})."
@@ -180,7 +185,7 @@ def _region(name):
 
         rows = ["| assignment | chapter | Colab | Binder |", "|---|---|---|---|"]
         for a in assignments():
-            links = launch_links(f"{RELEASE_DIR}/{a}/{a}.ipynb")
+            links = exercise_links(a)
             rows.append(f"| `{a}` | {{doc}}`{a}` | [open]({links['Colab']}) | [open]({links['Binder']}) |")
         return "\n".join(rows) + "\n"
     if name == "address":
