@@ -11,7 +11,9 @@ written into the files it lives in:
   from Colab;
 - `launch`: the Colab and Binder links of a chapter's assignment, on its page;
 - the marked regions of README.md and the guides (badges, the table of
-  launch links, the site's address).
+  launch links, the site's address);
+- and, from the solutions rather than the address, the code of every graded
+  name in `edgpt/` (`autograder.graded_code`: one source per graded name).
 
 `python -m autograder.publish` rewrites them all (run by `make notebooks`);
 `--check` only lists the stale ones and exits 1 (tests/test_publish.py).
@@ -21,7 +23,7 @@ import json
 import re
 import sys
 
-from autograder import REPO, RELEASE_DIR, SOURCE_DIR, UsageError
+from autograder import REPO, RELEASE_DIR, SOURCE_DIR, UsageError, graded_code
 
 CONFIG = REPO / "_config.yml"
 # Pages that need the real models of the chapter `pretrained` besides the package.
@@ -216,6 +218,9 @@ def stale():
         text = path.read_text(encoding="utf-8")
         if with_generated_regions(text) != text:
             out[path] = with_generated_regions(text)
+    for path, text in graded_code.fresh_modules().items():
+        if path.read_text(encoding="utf-8") != text:
+            out[path] = text
     return out
 
 

@@ -18,8 +18,6 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     d_k = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)
     if mask is not None:
-        # -inf before the softmax gives exactly zero weight afterwards and
-        # leaves the remaining weights summing to one.
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return weights @ v, weights
@@ -33,8 +31,8 @@ def split_heads(x, num_heads):
 
 def merge_heads(x):
     """[B, h, T, dk] -> [B, T, h*dk], the inverse of `split_heads`."""
-    B, h, T, dk = x.shape
-    return x.transpose(1, 2).reshape(B, T, h * dk)
+    B, h, T, d_k = x.shape
+    return x.transpose(1, 2).reshape(B, T, h * d_k)
 
 
 class MultiHeadAttention(nn.Module):
@@ -43,9 +41,7 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model, num_heads, bias=True):
         super().__init__()
         if d_model % num_heads != 0:
-            raise ValueError(
-                f"d_model={d_model} is not divisible by num_heads={num_heads}"
-            )
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
         self.w_k = nn.Linear(d_model, d_model, bias=bias)
@@ -58,7 +54,7 @@ class MultiHeadAttention(nn.Module):
         k = split_heads(self.w_k(key), self.num_heads)
         v = split_heads(self.w_v(value), self.num_heads)
         if mask is not None and mask.dim() == 3:
-            mask = mask.unsqueeze(1)  # [B, Tq, Tk] -> [B, 1, Tq, Tk]: same for every head
+            mask = mask.unsqueeze(1)  # [B, Tq, Tk] -> [B, 1, Tq, Tk]
         out, self.attn_weights = scaled_dot_product_attention(q, k, v, mask)
         return self.w_o(merge_heads(out))
 

@@ -113,9 +113,10 @@ def pack_source_target(src, tgt, sep_id, ignore_index=-100):
     """
     B, S = src.shape
     sep = torch.full((B, 1), sep_id, dtype=src.dtype, device=src.device)
-    seq = torch.cat([src, sep, tgt], dim=1)       # [B, S + 1 + T]
-    inputs, targets = seq[:, :-1], seq[:, 1:].clone()
-    targets[:, :S] = ignore_index                 # predictions of src[1:] and of <sep>
+    seq = torch.cat([src, sep, tgt], dim=1)
+    inputs = seq[:, :-1]
+    targets = seq[:, 1:].clone()
+    targets[:, :S] = ignore_index
     return inputs, targets
 
 
@@ -127,28 +128,28 @@ def decoder_only_greedy(model, src, sep_id, eos_id, max_new_tokens):
     of the last position's logits; a row that has emitted `eos_id` keeps
     emitting it. Returns only the generated tokens, [B, max_new_tokens].
     """
-    B = src.size(0)
-    idx = torch.cat([src, torch.full((B, 1), sep_id, dtype=src.dtype, device=src.device)], dim=1)
+    B, S = src.shape
+    sep = torch.full((B, 1), sep_id, dtype=src.dtype, device=src.device)
+    idx = torch.cat([src, sep], dim=1)
     done = torch.zeros(B, dtype=torch.bool, device=src.device)
     for _ in range(max_new_tokens):
-        next_token = model(idx)[:, -1].argmax(dim=-1)
-        next_token = next_token.masked_fill(done, eos_id)   # finished rows stay finished
-        done |= next_token == eos_id
+        logits = model(idx)
+        next_token = logits[:, -1].argmax(dim=-1)
+        next_token = torch.where(done, torch.full_like(next_token, eos_id), next_token)
+        done = done | (next_token == eos_id)
         idx = torch.cat([idx, next_token[:, None]], dim=1)
-    return idx[:, src.size(1) + 1:]
-
-
-def _cut_after_eos(row, eos_id):
-    hits = (row == eos_id).nonzero()
-    return row[: int(hits[0]) + 1] if len(hits) else row
+    return idx[:, S + 1:]
 
 
 def exact_match(pred, tgt, eos_id):
     """Share of rows in which the prediction, up to and including its first
     `eos_id` (the whole row if there is none), equals the target cut the same
     way. Whatever follows the first EOS (padding, more EOS) is ignored."""
-    same = [torch.equal(_cut_after_eos(p, eos_id), _cut_after_eos(t, eos_id))
-            for p, t in zip(pred.cpu(), tgt.cpu())]
+    def cut(row):
+        hits = (row == eos_id).nonzero()
+        return row[: int(hits[0]) + 1] if len(hits) else row
+
+    same = [torch.equal(cut(p), cut(t)) for p, t in zip(pred, tgt)]
     return sum(same) / len(same)
 
 
@@ -184,7 +185,7 @@ def decoder_only_batch(src, tgt, sep_id, ignore_index=-100, pad_id=PAD):
 def train_steps(model, make_batch, steps, lr=3e-3, warmup=50, desc="training", device=None):
     """`edgpt.train.train` with a warm-up and a linear decay of the learning
     rate: with a constant rate the decoder-only model stalled near 90%."""
-    return train(model, make_batch, steps, lr=lr, desc=desc, device=device, warmup=warmup)
+    return train(model, make_batch, steps, lr=lr, schedule="linear", warmup=warmup, desc=desc, device=device)
 
 
 @torch.no_grad()
@@ -261,7 +262,7 @@ def gpt_attention(model, idx, layer):
     attn = model.h[layer].attn
     q, k, _ = attn.c_attn(model.h[layer].ln_1(x)).split(x.size(-1), dim=-1)
     q, k = split_heads(q, attn.num_heads), split_heads(k, attn.num_heads)
-    _, weights = scaled_dot_product_attention(q, k, k, causal_mask(L, idx.device))
+    _, weights = scaled_dot_product_attention(q, k, k, causal_mask(L).to(idx.device))
     return weights
 
 

@@ -29,7 +29,7 @@ def beam_search(step_fn, state, bos_id, eos_id, beam_size, max_len):
     (so the beam can shrink). Scores are plain sums of log-probabilities, with
     no length normalisation. Returns the best complete hypothesis.
     """
-    beam = [(0.0, [], state)]  # live hypotheses: (score, tokens, decoder state)
+    beam = [(0.0, [], state)]  # live hypotheses: (score, tokens, state)
     complete = []              # finished ones: (score, tokens)
     while beam:
         candidates = []
@@ -46,7 +46,8 @@ def beam_search(step_fn, state, bos_id, eos_id, beam_size, max_len):
                 complete.append((score, tokens))
             else:
                 beam.append((score, tokens, st))
-    return max(complete, key=lambda hyp: hyp[0])[1]
+    best_score, best_tokens = max(complete, key=lambda hyp: hyp[0])
+    return best_tokens
 
 
 def exhaustive_search(step_fn, state, bos_id, eos_id, max_len):

@@ -9,18 +9,19 @@ nanoGPT (`wte`, `wpe`, `h`, `ln_1`, `attn.c_attn`, `attn.c_proj`, `ln_2`, `mlp`,
 Conventions as in `edgpt.attention`: a boolean mask is True where a query may
 attend to a key.
 """
+import math
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgpt.attention import merge_heads, scaled_dot_product_attention, split_heads
 from edgpt.feed_forward import PositionwiseFeedForward
 
 
-def causal_mask(T, device=None):
+def causal_mask(T):
     """bool [T, T]: True where the key position (column) is at or before the
     query position (row); the diagonal is True, a position sees itself."""
-    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+    return torch.ones(T, T, dtype=torch.bool).tril()
 
 
 def lm_inputs_and_targets(tokens):
@@ -34,20 +35,33 @@ class CausalSelfAttention(nn.Module):
 
     `c_attn` computes queries, keys and values in one product (its output is
     q, then k, then v, d_model features each); `c_proj` is the output map.
-
-    `forward(x, cache)`: with `cache` (a dict, empty at first) the keys and
-    values of `x` are appended to those already in the cache, and the queries
-    of `x` attend to all of them: feeding a sequence in pieces gives the same
-    output as feeding it whole.
     """
 
     def __init__(self, d_model, num_heads):
         super().__init__()
-        if d_model % num_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
-        self.c_attn = nn.Linear(d_model, 3 * d_model)  # q, k and v side by side
+        self.c_attn = nn.Linear(d_model, 3 * d_model)
         self.c_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = self.c_attn(x).split(D, dim=-1)
+        q, k, v = (split_heads(t, self.num_heads) for t in (q, k, v))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(D // self.num_heads)
+        scores = scores.masked_fill(~causal_mask(T).to(x.device), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return self.c_proj(merge_heads(weights @ v))
+
+
+class CachedSelfAttention(CausalSelfAttention):
+    """`CausalSelfAttention` that can also continue a sequence, for generation.
+
+    `forward(x, cache)`: with `cache` (a dict, empty at first) the keys and
+    values of `x` are appended to those already in the cache, and the queries
+    of `x` attend to all of them: feeding a sequence in pieces gives the same
+    output as feeding it whole, and without a cache the same output as
+    `CausalSelfAttention` (tests/test_causal_masking.py checks both).
+    """
 
     def forward(self, x, cache=None):
         B, T, D = x.shape
@@ -64,7 +78,7 @@ class CausalSelfAttention(nn.Module):
     def attention_mask(self, T_past, T, device):
         """Which keys the queries of the T new positions may see, after T_past
         cached ones: the last T rows of the causal mask of T_past + T positions."""
-        return causal_mask(T_past + T, device)[T_past:]
+        return causal_mask(T_past + T).to(device)[T_past:]
 
 
 class Block(nn.Module):
@@ -73,7 +87,7 @@ class Block(nn.Module):
     def __init__(self, d_model, num_heads):
         super().__init__()
         self.ln_1 = nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, num_heads)
+        self.attn = CachedSelfAttention(d_model, num_heads)
         self.ln_2 = nn.LayerNorm(d_model)
         # GPT-2 calls the two maps mlp.c_fc and mlp.c_proj; here they are
         # mlp.linear1 and mlp.linear2 of the feed-forward chapter's module.
@@ -128,18 +142,6 @@ class GPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
-def _next_token(logits, temperature, top_k, generator):
-    """Sample one token per row of logits [B, V]; temperature 0 is arg-max."""
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
-    if top_k is not None:
-        kth_largest = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
-    probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator)
-
-
 @torch.no_grad()
 def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
     """Append `max_new_tokens` sampled tokens to `idx` [B, T]; returns [B, T + max_new_tokens].
@@ -150,37 +152,52 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, generator=
     """
     for _ in range(max_new_tokens):
         logits = model(idx[:, -model.max_len:])[:, -1, :]
-        idx = torch.cat([idx, _next_token(logits, temperature, top_k, generator)], dim=1)
+        if temperature == 0:
+            next_token = logits.argmax(dim=-1, keepdim=True)
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                kth_largest = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+                logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+            probs = torch.softmax(logits, dim=-1)
+            next_token = torch.multinomial(probs, num_samples=1, generator=generator)
+        idx = torch.cat([idx, next_token], dim=1)
     return idx
+
+
+class _FedOnce:
+    """`model` seen through a key/value cache: each call runs the model on the
+    tokens of `idx` it has not seen yet, so `generate` computes each position once."""
+
+    def __init__(self, model):
+        self.model, self.max_len = model, model.max_len
+        self.cache, self.seen = model.new_cache(), 0
+
+    def __call__(self, idx):
+        new, self.seen = idx[:, self.seen:], idx.size(1)
+        return self.model(new, self.cache)
 
 
 @torch.no_grad()
 def generate_with_cache(model, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
     """What `generate` returns, computing each new position only once.
 
-    The prompt runs through the model once, filling the key/value cache; then
-    each step feeds only the newest token. There is no cropping: the prompt
-    and the new tokens must fit in `model.max_len`.
+    The prompt runs through the model in one call, filling the key/value cache;
+    then each step feeds only the newest token. There is no cropping: the
+    prompt and the new tokens must fit in `model.max_len`.
     """
     if idx.size(1) + max_new_tokens > model.max_len:
         raise ValueError("prompt + new tokens exceed model.max_len; use generate(), which crops")
-    cache = model.new_cache()
-    logits = model(idx, cache)[:, -1, :]
-    for step in range(max_new_tokens):
-        next_token = _next_token(logits, temperature, top_k, generator)
-        idx = torch.cat([idx, next_token], dim=1)
-        if step < max_new_tokens - 1:
-            logits = model(next_token, cache)[:, -1, :]
-    return idx
+    return generate(_FedOnce(model), idx, max_new_tokens, temperature, top_k, generator)
 
 
 def gpt2_num_parameters(vocab_size, n_ctx, d_model, n_layer, tie_embeddings=True):
     """Trainable parameters of a GPT-2 layout model, counted from its sizes."""
     d = d_model
-    embeddings = vocab_size * d + n_ctx * d             # wte + wpe
-    layer_norm = 2 * d                                  # a scale and a shift
-    attention = (d * 3 * d + 3 * d) + (d * d + d)       # c_attn + c_proj
-    mlp = (d * 4 * d + 4 * d) + (4 * d * d + d)         # c_fc + c_proj, width 4d
-    per_layer = 2 * layer_norm + attention + mlp        # ln_1, attn, ln_2, mlp
-    head = 0 if tie_embeddings else vocab_size * d      # lm_head, no bias
-    return embeddings + n_layer * per_layer + layer_norm + head  # + ln_f
+    embeddings = vocab_size * d + n_ctx * d
+    layer_norm = 2 * d
+    attention = (d * 3 * d + 3 * d) + (d * d + d)
+    mlp = (d * 4 * d + 4 * d) + (4 * d * d + d)
+    per_layer = 2 * layer_norm + attention + mlp
+    head = 0 if tie_embeddings else vocab_size * d
+    return embeddings + n_layer * per_layer + layer_norm + head

@@ -44,7 +44,7 @@ def prefix_lm_mask(T, prefix_len, device=None):
     if not 0 <= prefix_len <= T:
         raise ValueError(f"prefix_len must be in [0, {T}], got {prefix_len}")
     visible_prefix = torch.arange(T, device=device) < prefix_len  # [T] over keys
-    return causal_mask(T, device) | visible_prefix.unsqueeze(0)
+    return causal_mask(T).to(device) | visible_prefix.unsqueeze(0)
 
 
 def encoder_decoder_visibility(S, T, device=None):
@@ -59,7 +59,7 @@ def encoder_decoder_visibility(S, T, device=None):
     top = torch.cat([bidirectional_mask(S, device),
                      torch.zeros(S, T, dtype=torch.bool, device=device)], dim=1)
     bottom = torch.cat([torch.ones(T, S, dtype=torch.bool, device=device),
-                        causal_mask(T, device)], dim=1)
+                        causal_mask(T).to(device)], dim=1)
     return torch.cat([top, bottom], dim=0)
 
 
@@ -288,8 +288,9 @@ class TinyBERT(nn.Module):
         self.tok = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, 4 * d_model, norm_first=True, activation="gelu")
-            for _ in range(n_layer))
+            EncoderLayer(d_model, num_heads, 4 * d_model, norm_first=True) for _ in range(n_layer))
+        for layer in self.layers:
+            layer.ffn.act = nn.GELU()  # BERT's activation
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
 

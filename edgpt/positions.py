@@ -16,10 +16,8 @@ def one_hot_embed(token_ids, E):
     has shape `token_ids.shape + (D,)`.
     """
     V = E.shape[0]
-    # num_classes=V: without it one_hot makes only max(token_ids) + 1 columns.
-    # one_hot returns int64; the product needs E's dtype.
     one_hot = F.one_hot(token_ids, num_classes=V).to(E.dtype)  # [..., V]
-    return one_hot @ E  # each one-hot row keeps exactly one row of E
+    return one_hot @ E
 
 
 def sinusoidal_positional_encoding(max_len, d_model):
@@ -29,12 +27,11 @@ def sinusoidal_positional_encoding(max_len, d_model):
     PE[p, 2i+1] = cos(p / 10000^(2i/d_model))
     """
     if d_model % 2 != 0:
-        raise ValueError(f"d_model must be even (sin/cos pairs), got {d_model}")
-    # [max_len, 1] times [d_model / 2] frequencies -> [max_len, d_model / 2]
-    positions = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
-    two_i = torch.arange(0, d_model, 2, dtype=torch.float32)  # 0, 2, ..., d-2
-    angles = positions / 10000 ** (two_i / d_model)
+        raise ValueError(f"d_model must be even to hold sin/cos pairs, got {d_model}")
+    positions = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)  # [max_len, 1]
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float32)  # 0, 2, 4, ..., d_model - 2
+    angles = positions / 10000 ** (two_i / d_model)  # [max_len, d_model / 2]
     pe = torch.zeros(max_len, d_model)
-    pe[:, 0::2] = torch.sin(angles)  # even features: sine
-    pe[:, 1::2] = torch.cos(angles)  # odd features: cosine of the same angle
+    pe[:, 0::2] = torch.sin(angles)
+    pe[:, 1::2] = torch.cos(angles)
     return pe

@@ -166,10 +166,10 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.embeddings = BertEmbeddings(vocab_size, max_len, type_vocab_size, d_model, eps)
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, d_ff, norm_first=False, activation="gelu")
-            for _ in range(n_layers))
-        for layer in self.layers:          # BERT's LayerNorms use eps=1e-12, not 1e-5
-            layer.norm1.eps = layer.norm2.eps = eps
+            EncoderLayer(d_model, num_heads, d_ff, norm_first=False) for _ in range(n_layers))
+        for layer in self.layers:
+            layer.norm1.eps = layer.norm2.eps = eps  # BERT's LayerNorms use eps=1e-12, not 1e-5
+            layer.ffn.act = nn.GELU()                # and its feed-forward networks GELU
 
     def forward(self, ids, attention_mask=None, token_type_ids=None):
         x = self.embeddings(ids, token_type_ids)
@@ -227,7 +227,8 @@ def load_minilm(device="cpu"):
 def rms_norm(x, weight, eps):
     """x / sqrt(mean(x^2 over the last dim) + eps) * weight: no mean
     subtraction, no bias."""
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+    mean_square = x.pow(2).mean(dim=-1, keepdim=True)
+    return x / torch.sqrt(mean_square + eps) * weight
 
 
 class RMSNorm(nn.Module):
@@ -240,26 +241,17 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
-def rotate_half(x):
-    """(x1, x2) -> (-x2, x1) for the two halves of the last dimension."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
-
-
-def rotary_cos_sin(positions, head_dim, base):
-    """cos, sin [..., T, head_dim] for the "rotate_half" convention: feature
-    i and i + head_dim/2 form a pair, rotated by angle position * base^(-2i/head_dim)."""
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim)
-    angles = positions.to(torch.float32).unsqueeze(-1) * inv_freq     # [..., T, head_dim/2]
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
 def apply_rotary(x, positions, base=10000.0):
     """Rotary position embedding of x [..., T, head_dim] at `positions` [T]
     (Hugging Face's rotate_half convention: pairs are (i, i + head_dim/2))."""
-    cos, sin = rotary_cos_sin(positions, x.size(-1), base)
-    return x * cos + rotate_half(x) * sin
+    d = x.shape[-1]
+    inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float32, device=x.device) / d)          # [d/2]
+    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]            # [T, d/2]
+    cos = torch.cat([angles.cos(), angles.cos()], dim=-1)
+    sin = torch.cat([angles.sin(), angles.sin()], dim=-1)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    rotated_half = torch.cat([-x2, x1], dim=-1)
+    return x * cos + rotated_half * sin
 
 
 def repeat_kv(x, n_rep):
@@ -271,7 +263,9 @@ def repeat_kv(x, n_rep):
 def swiglu(x, w_gate, w_up, w_down):
     """SwiGLU feed-forward: (silu(x W_gate^T) * x W_up^T) W_down^T, weights in
     nn.Linear layout ([out, in])."""
-    return F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down)
+    gate = F.silu(x @ w_gate.T)
+    up = x @ w_up.T
+    return (gate * up) @ w_down.T
 
 
 # ============================================================ the decoder
@@ -305,7 +299,7 @@ class GroupedQueryAttention(nn.Module):
                 v = torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v       # the cache holds n_kv heads only
         n_rep = self.num_heads // self.num_kv_heads
-        mask = causal_mask(start + T, x.device)[start:]
+        mask = causal_mask(start + T).to(x.device)[start:]
         out, _ = scaled_dot_product_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), mask)
         return self.o_proj(merge_heads(out))
 

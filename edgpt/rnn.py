@@ -23,7 +23,8 @@ def rnn_encoder(x, h0, W_xh, W_hh, b_h):
     for t in range(x.size(1)):
         h = torch.tanh(x[:, t] @ W_xh + h @ W_hh + b_h)
         states.append(h)
-    return torch.stack(states, dim=1), h
+    H = torch.stack(states, dim=1)
+    return H, h
 
 
 def rnn_decoder_step(y_prev, s_prev, c, W_ys, W_ss, W_cs, b_s):
@@ -36,8 +37,8 @@ def shift_right(targets, bos_id=1):
     """Teacher-forcing inputs: <bos> followed by the targets without their last
     token. targets [B, T] -> [B, T]; `targets` itself is left unchanged.
     (<bos> is id 1 in every vocabulary of the course.)"""
-    bos = torch.full_like(targets[:, :1], bos_id)
-    return torch.cat([bos, targets[:, :-1]], dim=1)
+    bos_column = torch.full_like(targets[:, :1], bos_id)
+    return torch.cat([bos_column, targets[:, :-1]], dim=1)
 
 
 def gru_step(x_t, h_prev, W_x, W_h, b_x, b_h):
@@ -113,6 +114,11 @@ class RNNEncoderDecoder(nn.Module):
             logits.append(step_logits)
         return torch.stack(logits, dim=1)
 
+    def loss(self, src, src_lengths, tgt, tgt_lengths=None):
+        """`seq2seq_loss` of a batch from `TranslationData.sample`: what
+        `edgpt.train.train` minimises for this model."""
+        return seq2seq_loss(self, src, src_lengths, tgt, self.pad_id)
+
 
 def make_step_fn(model, src_ids):
     """Decode one source sentence (a list of ids ending with <eos>) one token
@@ -141,39 +147,6 @@ def seq2seq_loss(model, src, src_lengths, tgt, pad_id=0, bos_id=1):
                                        ignore_index=pad_id)
 
 
-def train_seq2seq(model, data, steps, batch_size=64, lr=3e-3, generator=None,
-                  eval_every=None, desc="training"):
-    """Adam on random batches of `data.train`, teacher forcing, gradients clipped
-    to norm 1. Returns the training loss of every step and, when `eval_every` is
-    set, [(step, loss on data.test)] measured along the way."""
-    from tqdm import tqdm
-
-    device = next(model.parameters()).device
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    test_batch = [t.to(device) for t in data.batch(data.test)] if eval_every else None
-    losses, test_losses = [], []
-    bar = tqdm(range(steps), desc=desc, mininterval=1.0, ncols=80)
-    for step in bar:
-        model.train()
-        src, src_len, tgt, _ = (t.to(device) for t in data.sample(batch_size, generator))
-        loss = seq2seq_loss(model, src, src_len, tgt)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if eval_every and (step % eval_every == 0 or step == steps - 1):
-            model.eval()
-            with torch.no_grad():
-                src, src_len, tgt, _ = test_batch
-                test_losses.append((step, seq2seq_loss(model, src, src_len, tgt).item()))
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    model.eval()
-    return losses, test_losses
-
-
 @torch.no_grad()
 def token_accuracy(model, data, pairs):
     """Share of target tokens (<eos> included, padding not) whose arg-max under
@@ -184,3 +157,17 @@ def token_accuracy(model, data, pairs):
     pred = model(src, src_len, shift_right(tgt, data.tgt_vocab.bos_id)).argmax(-1)
     real = tgt != data.tgt_vocab.pad_id
     return ((pred == tgt) & real).sum().item() / real.sum().item()
+
+
+def train_seq2seq(model, data, steps, batch_size=64, lr=3e-3, generator=None,
+                  eval_every=None, desc="training"):
+    """`edgpt.train.train` on random batches of `data.train`, gradients clipped to
+    norm 1, and the test loss measured every `eval_every` steps (the pages still
+    call it by this name). Returns (losses, [(step, test loss)])."""
+    from edgpt.train import train
+    device = next(model.parameters()).device
+    test_batch = [t.to(device) for t in data.batch(data.test)] if eval_every else None
+    evaluate = (lambda m: m.loss(*test_batch).item()) if eval_every else None
+    out = train(model, lambda step: data.sample(batch_size, generator), steps, lr=lr, clip=1.0,
+                evaluate=evaluate, eval_every=eval_every, desc=desc)
+    return out if eval_every else (out, [])

@@ -13,15 +13,13 @@ a context vector c_t:
 
 Token ids: 0 is padding, 1 begins and 2 ends a sequence (as in `edgpt.data`).
 """
-import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from tqdm import tqdm
 
-from edgpt.rnn import shift_right  # noqa: F401  (re-exported: the chapters import it from here)
+from edgpt.rnn import shift_right  # also re-exported: the chapters import it from here
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
@@ -34,8 +32,8 @@ def additive_attention_scores(s_prev, H, W_s, W_h, v):
 
     s_prev [B, Hs], H [B, T, Hh], W_s [Hs, A], W_h [Hh, A], v [A] -> e [B, T].
     """
-    query = (s_prev @ W_s).unsqueeze(1)  # [B, 1, A]: the same for every position i
-    keys = H @ W_h                       # [B, T, A]: one per encoder position
+    query = (s_prev @ W_s).unsqueeze(1)  # [B, 1, A]
+    keys = H @ W_h                       # [B, T, A]
     return torch.tanh(query + keys) @ v  # [B, T]
 
 
@@ -47,7 +45,7 @@ def masked_softmax(scores, mask):
     scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     # A row that is -inf everywhere has softmax 0/0 = NaN: the second fill
-    # turns it into zeros (and leaves the other rows, already 0 there, as they are).
+    # turns it into zeros (the other rows are 0 there already).
     return weights.masked_fill(~mask, 0.0)
 
 
@@ -134,6 +132,12 @@ class Seq2Seq(nn.Module):
         self.attn_weights = torch.stack(weights, dim=1).detach() if self.attention else None
         return self.out(torch.stack(outputs, dim=1))  # one output layer for all steps
 
+    def loss(self, src, src_len, tgt, tgt_len=None):
+        """Cross-entropy of the teacher-forced predictions of `tgt`, padding left
+        out: what `edgpt.train.train` minimises for this model."""
+        logits = self(src, src_len, shift_right(tgt))
+        return F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=PAD_ID)
+
 
 # ---------------------------------------------------------------------------
 # The toy task: reverse a string of random digits.
@@ -159,38 +163,7 @@ def reversal_batch(batch_size, min_len, max_len, generator):
 
 
 # ---------------------------------------------------------------------------
-# Training, decoding, evaluation.
-
-def train_seq2seq(model, make_batch, steps, lr=3e-3, desc="training"):
-    """Adam on the cross-entropy of teacher-forced predictions, padding ignored.
-
-    `make_batch(step)` returns (src, src_len, tgt, tgt_len). Returns the loss of
-    every step.
-    """
-    device = next(model.parameters()).device
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    # Cosine decay of the learning rate to zero: big steps early, fine ones at the end.
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
-    losses = []
-    model.train()
-    bar = tqdm(range(steps), desc=desc, mininterval=1.0, ncols=80)
-    for step in bar:
-        src, src_len, tgt, _ = (t.to(device) for t in make_batch(step))
-        logits = model(src, src_len, shift_right(tgt))
-        loss = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=PAD_ID)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-    model.eval()
-    return losses
-
+# Decoding and evaluation (training: `edgpt.train.train`, which calls `Seq2Seq.loss`).
 
 @torch.no_grad()
 def greedy_decode(model, src, src_len, max_len):
@@ -243,3 +216,10 @@ def accuracy_by_length(model, lengths, n_per_length=200, seed=1234):
             "by_position": right[:, :n].mean(dim=0).cpu(),
         }
     return result
+
+
+def train_seq2seq(model, make_batch, steps, lr=3e-3, desc="training"):
+    """`edgpt.train.train` with this chapter pair's settings: a cosine schedule and
+    gradients clipped to norm 1 (the pages still call it by this name)."""
+    from edgpt.train import train
+    return train(model, make_batch, steps, lr=lr, schedule="cosine", clip=1.0, desc=desc)

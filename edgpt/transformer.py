@@ -24,22 +24,20 @@ from edgpt.positions import sinusoidal_positional_encoding
 class EncoderLayer(nn.Module):
     """Self-attention, then a feed-forward network, each in a residual connection."""
 
-    def __init__(self, d_model, num_heads, d_ff, norm_first=False, activation="relu"):
+    def __init__(self, d_model, num_heads, d_ff, norm_first=False):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, num_heads)
-        self.ffn = PositionwiseFeedForward(d_model, d_ff, activation)
+        self.ffn = PositionwiseFeedForward(d_model, d_ff)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
 
-    def _sa(self, x, mask):
-        return self.self_attn(x, x, x, mask)
-
     def forward(self, x, mask=None):
         if self.norm_first:
-            x = x + self._sa(self.norm1(x), mask)
+            h = self.norm1(x)
+            x = x + self.self_attn(h, h, h, mask)
             return x + self.ffn(self.norm2(x))
-        x = self.norm1(x + self._sa(x, mask))
+        x = self.norm1(x + self.self_attn(x, x, x, mask))
         return self.norm2(x + self.ffn(x))
 
 
@@ -48,29 +46,25 @@ class DecoderLayer(nn.Module):
     connection. In cross-attention the queries come from the decoder (`y`), the
     keys and values from the encoder's output (`memory`)."""
 
-    def __init__(self, d_model, num_heads, d_ff, norm_first=False, activation="relu"):
+    def __init__(self, d_model, num_heads, d_ff, norm_first=False):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, num_heads)
         self.cross_attn = MultiHeadAttention(d_model, num_heads)
-        self.ffn = PositionwiseFeedForward(d_model, d_ff, activation)
+        self.ffn = PositionwiseFeedForward(d_model, d_ff)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
 
     def forward(self, y, memory, tgt_mask=None, memory_mask=None):
-        def sa(t):
-            return self.self_attn(t, t, t, tgt_mask)
-
-        def ca(t):
-            return self.cross_attn(t, memory, memory, memory_mask)
-
         if self.norm_first:
-            y = y + sa(self.norm1(y))
-            y = y + ca(self.norm2(y))
+            h = self.norm1(y)
+            y = y + self.self_attn(h, h, h, tgt_mask)
+            h = self.norm2(y)
+            y = y + self.cross_attn(h, memory, memory, memory_mask)
             return y + self.ffn(self.norm3(y))
-        y = self.norm1(y + sa(y))
-        y = self.norm2(y + ca(y))
+        y = self.norm1(y + self.self_attn(y, y, y, tgt_mask))
+        y = self.norm2(y + self.cross_attn(y, memory, memory, memory_mask))
         return self.norm3(y + self.ffn(y))
 
 
@@ -182,12 +176,13 @@ class Transformer(nn.Module):
 def transformer_num_parameters(vocab_size, d_model, d_ff, n_enc, n_dec, shared_embeddings=True):
     """Trainable parameters of the paper's layout (post-LN, biases everywhere,
     output head without a bias of its own when it shares the embedding)."""
-    attention = 4 * (d_model * d_model + d_model)          # w_q, w_k, w_v, w_o
+    attention = 4 * (d_model * d_model + d_model)
     ffn = (d_model * d_ff + d_ff) + (d_ff * d_model + d_model)
-    norm = 2 * d_model                                     # scale and shift
+    norm = 2 * d_model
     encoder_layer = attention + ffn + 2 * norm
-    decoder_layer = 2 * attention + ffn + 3 * norm         # self- and cross-attention
-    # Shared: one table for source, target and output. Untied: three tables
-    # and the head's bias.
-    embeddings = vocab_size * d_model if shared_embeddings else 3 * vocab_size * d_model + vocab_size
+    decoder_layer = 2 * attention + ffn + 3 * norm
+    if shared_embeddings:
+        embeddings = vocab_size * d_model
+    else:
+        embeddings = 2 * vocab_size * d_model + (d_model * vocab_size + vocab_size)
     return n_enc * encoder_layer + n_dec * decoder_layer + embeddings

@@ -92,12 +92,14 @@ def show(obj):
     The book shows the code it runs, read from the module itself, so the page
     and the code later chapters import can never disagree. In the class
     edition a graded name shows only its signature and docstring, and where
-    the student writes it.
+    the student writes it; so does a class built on a graded class (the GPT's
+    `CachedSelfAttention`), whose code repeats the answer's.
     """
     from IPython.display import Code
 
     source = inspect.getsource(obj)
-    assignment = ASSIGNMENT_OF.get(obj.__name__)
+    graded = [c.__name__ for c in getattr(obj, "__mro__", [obj]) if c.__name__ in ASSIGNMENT_OF]
+    assignment = ASSIGNMENT_OF[graded[0]] if graded else None
     if assignment and edition() == "class":
         source = interface(source, assignment)
     return Code(source, language="python")

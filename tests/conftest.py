@@ -39,7 +39,10 @@ def browser():
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory):
-    """Build the book once, exactly as `make book` does, into a scratch folder."""
+    """Build the book once, exactly as `make book` does, into a scratch folder
+    (or, with EDGPT_SITE=_build/html, test a site `make book` has just built)."""
+    if os.environ.get("EDGPT_SITE"):
+        return (REPO / os.environ["EDGPT_SITE"]).resolve()
     if not (REPO / "book/_static/mermaid/mermaid.esm.min.mjs").exists():
         pytest.fail("book/_static/mermaid is missing: run the tests with `make test`, "
                     "which copies mermaid out of its npm package first")

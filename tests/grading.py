@@ -69,6 +69,26 @@ def solution_namespace(assignment, **extra):
     return namespace
 
 
+def book_answers(assignment):
+    """{grade_id: code} with every code answer cell set to the source of the
+    graded name it defines as the package `edgpt` has it (its own docstrings
+    and decorators): the code the book runs, handed in as an answer."""
+    import ast
+    import inspect
+
+    from autograder.graded_code import answer_definitions, _edgpt_module, _params
+
+    names = {node.name: node for a, node, _ in answer_definitions() if a == assignment}
+    answers = {}
+    for grade_id, code in answer_cells(assignment, kinds=("code",)).items():
+        (name,) = [n.name for n in ast.parse(code).body if getattr(n, "name", "_")[0] != "_"
+                   and isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        node = names[name]
+        module = _edgpt_module(name, None if isinstance(node, ast.ClassDef) else _params(node))
+        answers[grade_id] = inspect.getsource(getattr(module, name))
+    return answers
+
+
 def item_of(assignment):
     """{test cell: the answer cell it tests}, as the grader reads it."""
     from autograder.trusted import Assignment
@@ -135,6 +155,9 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
     cells graded by hand (markdown), released empty, with a rubric in the solution.
     """
     import pytest
+
+    # The book's own code (edgpt's graded names) is a correct answer too.
+    correct = {**correct, "book_code_from_edgpt": book_answers(assignment)}
 
     def the_catalog():
         solution = answer_cells(assignment)

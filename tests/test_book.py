@@ -82,10 +82,9 @@ def server(site):
     httpd.shutdown()
 
 
-@pytest.fixture
-def page(browser, server):
+def _new_page(browser, server, **context_options):
     """A fresh page that records every request and lets none leave localhost."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(**context_options)
     pg = context.new_page()
     pg.outside = []
 
@@ -100,8 +99,15 @@ def page(browser, server):
     pg.route("**/*", route)
     pg.errors = []
     pg.on("pageerror", lambda e: None if str(e) in KNOWN_PAGE_ERRORS else pg.errors.append(str(e)))
+    return pg
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh desktop-sized page that lets no request leave localhost."""
+    pg = _new_page(browser, server, viewport={"width": 1280, "height": 900})
     yield pg
-    context.close()
+    pg.context.close()
 
 
 def _render_all(pg):
@@ -180,3 +186,120 @@ def test_a_notebook_that_raises_fails_the_build(tmp_path, cell, builds):
     assert (proc.returncode == 0) == builds, proc.stdout[-3000:] + proc.stderr[-2000:]
     if not builds:
         assert "ZeroDivisionError" in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------- readable on a phone (issue 14)
+
+SCREENS = {  # a phone held upright, and a laptop
+    "phone": {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2},
+    "desktop": {"viewport": {"width": 1280, "height": 900}, "device_scale_factor": 1},
+}
+MIN_DIAGRAM_TEXT_PX = 12     # edgpt-figures.js: MIN_DIAGRAM_FONT
+MIN_FIGURE_SCALE = 0.75      # edgpt-figures.js: MIN_FIGURE_SCALE, on a phone
+DIAGRAM_SHOTS = {"diagram": "book/transformer",     # the widest diagram as written
+                 "diagram_chain": "book/attention"}  # a long left-to-right chain
+FIGURE_SHOT = "book/multi_head_attention"  # three- and four-panel figures
+
+# Per diagram: its natural width, its width on the page, the box it scrolls in,
+# and the smallest text of its labels in CSS pixels as rendered (font size times
+# the SVG's scale), after edgpt-figures.js sized it.
+_MEASURE_DIAGRAMS = """() => [...document.querySelectorAll('pre.mermaid')].map(pre => {
+  const svg = pre.querySelector(':scope > svg');
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  const labels = [...svg.querySelectorAll('.nodeLabel, .edgeLabel, .cluster-label, text')]
+    .filter(e => e.textContent.trim());
+  const box = pre.getBoundingClientRect();
+  return {natural: svg.viewBox.baseVal.width, shown: svg.getBoundingClientRect().width,
+          text: Math.min(...labels.map(e => parseFloat(getComputedStyle(e).fontSize) * scale)),
+          labels: labels.length, boxLeft: box.left, boxRight: box.right,
+          overflows: pre.scrollWidth > pre.clientWidth + 1,
+          layout: pre.dataset.edgptLayout || '', hint: !!(pre.nextElementSibling &&
+            pre.nextElementSibling.matches('.edgpt-scroll-hint') &&
+            getComputedStyle(pre.nextElementSibling).display !== 'none')};
+})"""
+
+_MEASURE_FIGURES = """() => [...document.querySelectorAll('main .cell_output img')].map(img => {
+  const box = img.closest('.edgpt-figure');
+  const link = img.closest('a');
+  return {src: img.src, natural: img.naturalWidth,
+          shown: img.getBoundingClientRect().width,
+          column: box ? box.clientWidth : null, boxRight: box ? box.getBoundingClientRect().right : null,
+          link: link ? link.href : null};
+})"""
+
+
+def _pages_with(site, marker):
+    return sorted(str(p.relative_to(site).with_suffix("")) for p in (site / "book").glob("*.html")
+                  if marker in p.read_text(encoding="utf-8"))
+
+
+def _settle(pg):
+    """Diagrams rendered and sized by edgpt-figures.js, figures loaded."""
+    _render_all(pg)
+    pg.wait_for_function(
+        "() => [...document.querySelectorAll('pre.mermaid')].every(e => e.dataset.edgptScale)"
+        " && [...document.querySelectorAll('main img')].every(i => i.complete)", timeout=30_000)
+    pg.wait_for_timeout(200)
+
+
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_diagrams_and_figures_are_readable(browser, server, site, screen):
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg = _new_page(browser, server, **SCREENS[screen])
+    width = SCREENS[screen]["viewport"]["width"]
+    try:
+        diagram_pages = _pages_with(site, 'class="mermaid"')
+        figure_pages = _pages_with(site, 'src="../_images/')
+        assert set(DIAGRAM_SHOTS.values()) <= set(diagram_pages) and len(diagram_pages) >= 5, diagram_pages
+        report = []
+        for name in sorted(set(diagram_pages) | set(figure_pages)):
+            pg.goto(f"{server}/{name}.html", wait_until="networkidle")
+            _settle(pg)
+            # The page itself never scrolls sideways: what is wide scrolls in its box.
+            page_width = pg.evaluate("document.scrollingElement.scrollWidth")
+            assert page_width <= width + 1, f"{name} is {page_width} px wide on a {width} px screen"
+            for d in pg.evaluate(_MEASURE_DIAGRAMS):
+                report.append((name, "diagram", round(d["natural"]), round(d["shown"]),
+                               round(d["text"], 1), d["layout"]))
+                assert d["labels"] > 0
+                assert d["text"] >= MIN_DIAGRAM_TEXT_PX - 0.05, f"{name}: diagram text {d['text']:.1f} px"
+                # never blown up past mermaid's own size (a narrow one was at 34 px)
+                assert d["shown"] <= d["natural"] + 1, f"{name}: diagram enlarged"
+                assert d["boxLeft"] >= -1 and d["boxRight"] <= width + 1
+                # a diagram that scrolls sideways says so under it, and only then
+                assert d["hint"] == d["overflows"], f"{name}: scroll hint {d}"
+            for f in pg.evaluate(_MEASURE_FIGURES):
+                report.append((name, "figure", f["natural"], round(f["shown"]), "", ""))
+                # a tap or click opens the PNG at full size
+                assert f["link"] == f["src"], f"{name}: figure not linked to its PNG: {f}"
+                assert f["boxRight"] <= width + 1
+                if screen == "phone":
+                    assert f["shown"] >= min(f["natural"], f["column"]) - 1
+                    assert f["shown"] >= MIN_FIGURE_SCALE * f["natural"] - 1, f"{name}: figure shrunk {f}"
+                else:  # as before: the figure fits the column, at most at its natural size
+                    assert f["shown"] <= min(f["natural"], f["column"]) + 1, f"{name}: {f}"
+        print(f"\n{screen} ({width} px): page, kind, natural px, shown px, smallest text px, layout")
+        for row in report:
+            print("  ", *row)
+
+        # For a person to look at: two diagrams and a page of wide figures.
+        for shot, name in DIAGRAM_SHOTS.items():
+            pg.goto(f"{server}/{name}.html", wait_until="networkidle")
+            _settle(pg)
+            pre = pg.query_selector("pre.mermaid")
+            pg.evaluate("(pre) => window.scrollBy(0, pre.getBoundingClientRect().top - 60)", pre)
+            pg.wait_for_timeout(200)
+            pg.screenshot(path=str(ARTIFACTS / f"{shot}_{screen}.png"))
+        pg.goto(f"{server}/{FIGURE_SHOT}.html", wait_until="networkidle")
+        _settle(pg)
+        widest = pg.evaluate_handle(
+            "() => [...document.querySelectorAll('main .cell_output img')]"
+            ".sort((a, b) => b.naturalWidth - a.naturalWidth)[0]").as_element()
+        assert widest is not None, f"{FIGURE_SHOT} shows no figure"
+        pg.evaluate("(img) => window.scrollBy(0, img.getBoundingClientRect().top - 60)", widest)
+        pg.wait_for_timeout(200)
+        pg.screenshot(path=str(ARTIFACTS / f"figure_{screen}.png"))
+        assert pg.outside == [], f"requests left localhost: {pg.outside}"
+        assert pg.errors == [], pg.errors
+    finally:
+        pg.context.close()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgpt.gpt import (GPT, CausalSelfAttention, causal_mask, generate, generate_with_cache,
+from edgpt.gpt import (GPT, CachedSelfAttention, CausalSelfAttention, causal_mask, generate, generate_with_cache,
                        gpt2_num_parameters, lm_inputs_and_targets)
 from grading import catalog_tests, solution_namespace
 
@@ -41,7 +41,7 @@ WRONG = {
                                       "test_lm_inputs_and_targets_hidden", "shifted the wrong way"),
     "batch_dimension_sliced": (LM, [("return tokens[:, :-1], tokens[:, 1:]", "return tokens[:-1], tokens[1:]")],
                                "test_lm_inputs_and_targets_hidden", "batch dimension was sliced"),
-    "attention_without_mask": (CSA, [('        scores = scores.masked_fill(~causal_mask(T), float("-inf"))\n', "")],
+    "attention_without_mask": (CSA, [('        scores = scores.masked_fill(~causal_mask(T).to(x.device), float("-inf"))\n', "")],
                                "test_causal_self_attention_hidden", "changes when a later input changes"),
     "attention_kqv_order": (CSA, [("q, k, v = self.c_attn(x).split(D, dim=-1)", "k, q, v = self.c_attn(x).split(D, dim=-1)")],
                             "test_causal_self_attention_hidden", "wrong order"),
@@ -326,6 +326,22 @@ def test_attention_equals_pytorch_fused_causal_attention():
         q, k, v = (t.view(2, 9, 3, 8).transpose(1, 2) for t in attn.c_attn(x).split(24, dim=-1))
         want = attn.c_proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(2, 9, 24))
         assert torch.allclose(attn(x), want, atol=1e-5)
+
+
+def test_the_gpt_attention_is_the_graded_one_with_a_cache():
+    # The GPT's blocks use CachedSelfAttention: without a cache it computes
+    # what the graded CausalSelfAttention computes; with one, the same in pieces.
+    torch.manual_seed(2)
+    plain = CausalSelfAttention(24, 3).eval()
+    cached = CachedSelfAttention(24, 3).eval()
+    cached.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 9, 24)
+    with torch.no_grad():
+        want = plain(x)
+        assert torch.allclose(cached(x), want, atol=1e-6)
+        cache = {}
+        pieces = torch.cat([cached(x[:, :4], cache), cached(x[:, 4:5], cache), cached(x[:, 5:], cache)], dim=1)
+        assert torch.allclose(pieces, want, atol=1e-5) and cache["k"].size(2) == 9
 
 
 @pytest.mark.parametrize("sizes", [(50257, 1024, 768, 12), (97, 33, 40, 3), (5, 8, 8, 1)])
