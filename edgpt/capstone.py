@@ -116,6 +116,7 @@ def pack_source_target(src, tgt, sep_id, ignore_index=-100):
     seq = torch.cat([src, sep, tgt], dim=1)
     inputs = seq[:, :-1]
     targets = seq[:, 1:].clone()
+    # no loss on the predictions of src[1:] and of <sep>
     targets[:, :S] = ignore_index
     return inputs, targets
 
@@ -135,6 +136,7 @@ def decoder_only_greedy(model, src, sep_id, eos_id, max_new_tokens):
     for _ in range(max_new_tokens):
         logits = model(idx)
         next_token = logits[:, -1].argmax(dim=-1)
+        # a row that has emitted eos_id keeps emitting it
         next_token = torch.where(done, torch.full_like(next_token, eos_id), next_token)
         done = done | (next_token == eos_id)
         idx = torch.cat([idx, next_token[:, None]], dim=1)

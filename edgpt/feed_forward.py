@@ -15,6 +15,8 @@ class PositionwiseFeedForward(nn.Module):
         self.linear2 = nn.Linear(d_ff, d_model)
 
     def forward(self, x):
+        # nn.Linear acts on the last dimension only, so every position of
+        # x [..., d_model] is transformed independently by the same weights.
         return self.linear2(self.act(self.linear1(x)))
 
 
