@@ -17,6 +17,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     """
     d_k = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)
+    # -inf before the softmax gives exactly zero weight afterwards and
+    # leaves the remaining weights summing to one.
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)

@@ -194,10 +194,10 @@ def generate_with_cache(model, idx, max_new_tokens, temperature=1.0, top_k=None,
 def gpt2_num_parameters(vocab_size, n_ctx, d_model, n_layer, tie_embeddings=True):
     """Trainable parameters of a GPT-2 layout model, counted from its sizes."""
     d = d_model
-    embeddings = vocab_size * d + n_ctx * d
-    layer_norm = 2 * d
-    attention = (d * 3 * d + 3 * d) + (d * d + d)
-    mlp = (d * 4 * d + 4 * d) + (4 * d * d + d)
-    per_layer = 2 * layer_norm + attention + mlp
-    head = 0 if tie_embeddings else vocab_size * d
-    return embeddings + n_layer * per_layer + layer_norm + head
+    embeddings = vocab_size * d + n_ctx * d             # wte + wpe
+    layer_norm = 2 * d                                  # a scale and a shift
+    attention = (d * 3 * d + 3 * d) + (d * d + d)       # c_attn + c_proj
+    mlp = (d * 4 * d + 4 * d) + (4 * d * d + d)         # c_fc + c_proj, width 4d
+    per_layer = 2 * layer_norm + attention + mlp        # ln_1, attn, ln_2, mlp
+    head = 0 if tie_embeddings else vocab_size * d      # lm_head, no bias
+    return embeddings + n_layer * per_layer + layer_norm + head  # + ln_f

@@ -25,7 +25,7 @@ from torch import nn
 
 from edgpt.attention import merge_heads, scaled_dot_product_attention, split_heads
 from edgpt.gpt import causal_mask
-from edgpt.transformer import EncoderLayer, padding_mask
+from edgpt.transformer import EncoderLayer
 
 
 def package_dir(name):

@@ -1,5 +1,4 @@
 """The shared data code: offline English-Chinese pairs, vocabulary, padding."""
-import torch
 
 from edgpt.data import ATTRIBUTION, Vocab, load_translation, pad_batch, tokenize_en, tokenize_zh
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from edgpt.gpt import Block, CausalSelfAttention
+from edgpt.gpt import Block
 from edgpt.objectives import (IGNORE_INDEX, KEPT, MASKED, NOT_CHOSEN, RANDOM, GPTClassifier, TinyBERT,
                               bidirectional_mask, causal_mask, dependency_matrix,
                               encoder_decoder_visibility, is_t5_sentinel, mlm_loss, mlm_mask,
