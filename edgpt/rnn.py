@@ -157,17 +157,3 @@ def token_accuracy(model, data, pairs):
     pred = model(src, src_len, shift_right(tgt, data.tgt_vocab.bos_id)).argmax(-1)
     real = tgt != data.tgt_vocab.pad_id
     return ((pred == tgt) & real).sum().item() / real.sum().item()
-
-
-def train_seq2seq(model, data, steps, batch_size=64, lr=3e-3, generator=None,
-                  eval_every=None, desc="training"):
-    """`edgpt.train.train` on random batches of `data.train`, gradients clipped to
-    norm 1, and the test loss measured every `eval_every` steps (the pages still
-    call it by this name). Returns (losses, [(step, test loss)])."""
-    from edgpt.train import train
-    device = next(model.parameters()).device
-    test_batch = [t.to(device) for t in data.batch(data.test)] if eval_every else None
-    evaluate = (lambda m: m.loss(*test_batch).item()) if eval_every else None
-    out = train(model, lambda step: data.sample(batch_size, generator), steps, lr=lr, clip=1.0,
-                evaluate=evaluate, eval_every=eval_every, desc=desc)
-    return out if eval_every else (out, [])

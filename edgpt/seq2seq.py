@@ -216,10 +216,3 @@ def accuracy_by_length(model, lengths, n_per_length=200, seed=1234):
             "by_position": right[:, :n].mean(dim=0).cpu(),
         }
     return result
-
-
-def train_seq2seq(model, make_batch, steps, lr=3e-3, desc="training"):
-    """`edgpt.train.train` with this chapter pair's settings: a cosine schedule and
-    gradients clipped to norm 1 (the pages still call it by this name)."""
-    from edgpt.train import train
-    return train(model, make_batch, steps, lr=lr, schedule="cosine", clip=1.0, desc=desc)
