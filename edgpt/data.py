@@ -8,7 +8,7 @@ is downloaded at run time.
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -78,6 +78,9 @@ class TranslationData:
     test: list
     src_vocab: Vocab
     tgt_vocab: Vocab
+    # `train` encoded and padded once, at the first `sample` (so `train` is not
+    # to be changed after that).
+    _encoded_train: tuple = field(default=None, init=False, repr=False, compare=False)
 
     def batch(self, pairs):
         """(src [B,S], src_lengths [B], tgt [B,T], tgt_lengths [B]); every
@@ -87,8 +90,15 @@ class TranslationData:
         return src, src_len, tgt, tgt_len
 
     def sample(self, batch_size, generator):
-        idx = torch.randint(len(self.train), (batch_size,), generator=generator).tolist()
-        return self.batch([self.train[i] for i in idx])
+        """`batch` of `batch_size` training pairs drawn at random, cut from the
+        training pairs encoded once instead of encoding them again at every step
+        (the same tensors: padded to the longest sentence of the batch)."""
+        if self._encoded_train is None:
+            self._encoded_train = self.batch(self.train)
+        src, src_len, tgt, tgt_len = self._encoded_train
+        idx = torch.randint(len(self.train), (batch_size,), generator=generator)
+        S, T = int(src_len[idx].max()), int(tgt_len[idx].max())
+        return src[idx, :S], src_len[idx], tgt[idx, :T], tgt_len[idx]
 
 
 def english_chinese_pairs(max_level=6, max_en_tokens=8, max_zh_chars=10):

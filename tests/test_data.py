@@ -1,5 +1,7 @@
 """The shared data code: offline English-Chinese pairs, vocabulary, padding."""
 
+import torch
+
 from edgpt.data import ATTRIBUTION, Vocab, load_translation, pad_batch, tokenize_en, tokenize_zh
 
 
@@ -31,3 +33,16 @@ def test_translation_pairs_load_offline_and_split_deterministically():
     assert src.shape[0] == 3 and int(src_len.max()) == src.shape[1]
     assert all(int(tgt[i, tgt_len[i] - 1]) == a.tgt_vocab.eos_id for i in range(3))
     assert "CC BY-SA 4.0" in ATTRIBUTION
+
+
+def test_sample_cuts_the_batch_that_encoding_the_drawn_pairs_gives():
+    # `sample` encodes the training pairs once; a batch cut from them must equal
+    # `batch` of the same drawn pairs, padding width included.
+    data = load_translation(max_level=2)
+    for seed in range(3):
+        idx = torch.randint(len(data.train), (64,), generator=torch.Generator().manual_seed(seed)).tolist()
+        expected = data.batch([data.train[i] for i in idx])
+        got = data.sample(64, torch.Generator().manual_seed(seed))
+        assert len(got) == 4 and all(torch.equal(a, b) for a, b in zip(got, expected))
+    one = data.sample(1, torch.Generator().manual_seed(0))
+    assert one[0].shape[1] == int(one[1][0])  # cut to the longest sentence of the batch
