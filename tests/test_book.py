@@ -15,9 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
-# Longest a page may take to execute on 2 CPU cores, in seconds.
-TIME_LIMITS = {"book/multi_head_attention": 60}  # issue 2; every other page: 90 s
-DEFAULT_TIME_LIMIT = 90
+# Longest a page may take to execute on 2 CPU cores, in seconds (book/status.md
+# states it; pages are sized for about 45 s, so a slower runner has the margin).
+TIME_LIMIT = 60
 
 # sphinx-thebe (pulled in by Jupyter Book 1) writes its config script twice on
 # notebook pages; the second `const` fails. Live code is off, so it is harmless.
@@ -40,8 +40,7 @@ def test_every_page_executes_within_its_time_limit(site):
     notebooks = {str(p.relative_to(REPO).with_suffix("")) for p in (REPO / "book").glob("*.ipynb")}
     assert notebooks and notebooks <= set(runtimes), f"missing from the table: {notebooks - set(runtimes)}"
     for document, seconds in runtimes.items():
-        limit = TIME_LIMITS.get(document, DEFAULT_TIME_LIMIT)
-        assert seconds < limit, f"{document} took {seconds:.1f} s, more than {limit} s"
+        assert seconds < TIME_LIMIT, f"{document} took {seconds:.1f} s, more than {TIME_LIMIT} s"
 
 
 def test_launch_buttons_on_notebook_pages(site):
