@@ -34,8 +34,13 @@ book: $(BIN)/.installed $(MERMAID)
 book-class: $(BIN)/.installed $(MERMAID)
 	EDGPT_EDITION=class $(BIN)/jupyter-book build . --warningiserror --keep-going --path-output _build/class
 
+# First the book, built alone as `make book` builds it (every page executed:
+# `--all`), so that the execution times its status page reports are measured
+# on an otherwise idle machine; then every test, in two processes (one per
+# core; a test file stays in one process), against that site.
 test: $(BIN)/.installed $(MERMAID)
-	$(BIN)/python -m pytest
+	$(BIN)/jupyter-book build . --all --warningiserror --keep-going
+	EDGPT_SITE=_build/html $(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Rewrite what is generated from the public address of _config.yml: the
 # notebooks' install and launch cells, the README's badges, the guides' links.
