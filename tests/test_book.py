@@ -20,6 +20,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # them, which the CI runner (up to about twice as slow) could push past 60 s: they
 # keep 90 s until they are trimmed (issue 14).
 TIME_LIMIT = 60
+OVER_BUDGET_LIMIT = 90
 OVER_BUDGET = {"book/attention", "book/bottleneck", "book/capstone", "book/causal_masking",
                "book/encoder_decoder"}
 
@@ -44,7 +45,7 @@ def test_every_page_executes_within_its_time_limit(site):
     notebooks = {str(p.relative_to(REPO).with_suffix("")) for p in (REPO / "book").glob("*.ipynb")}
     assert notebooks and notebooks <= set(runtimes), f"missing from the table: {notebooks - set(runtimes)}"
     for document, seconds in runtimes.items():
-        limit = 90 if document in OVER_BUDGET else TIME_LIMIT
+        limit = OVER_BUDGET_LIMIT if document in OVER_BUDGET else TIME_LIMIT
         assert seconds < limit, f"{document} took {seconds:.1f} s, more than {limit} s"
 
 
