@@ -35,7 +35,12 @@ def beam_search(step_fn, state, bos_id, eos_id, beam_size, max_len):
         candidates = []
         for score, tokens, st in beam:
             log_probs, new_st = step_fn(tokens[-1] if tokens else bos_id, st)
-            for token, lp in enumerate(log_probs.tolist()):
+            # Only this hypothesis' beam_size best tokens can be among the
+            # beam_size best extensions, so the others are skipped (a stable
+            # sort: among equal log-probabilities the lower token id first).
+            best = torch.sort(log_probs, descending=True, stable=True).indices[:beam_size]
+            for token in sorted(best.tolist()):  # in token order, as if none were skipped
+                lp = float(log_probs[token])
                 candidates.append((score + lp, tokens + [token], new_st))
         # A stable sort: among equal scores the earlier candidate (lower token
         # id) wins, as torch.argmax does, so beam_size=1 is exactly greedy.

@@ -16,13 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 # Longest a page may take to execute on 2 CPU cores, in seconds (book/status.md
-# states it). Five pages still take 26 to 35 s on the 2-core machine that sized
-# them, which the CI runner (up to about twice as slow) could push past 60 s: they
-# keep 90 s until they are trimmed (issue 14).
+# states it). Pages are sized to take at most about 30 s on the 2-core machine
+# that sized them: the CI runner has been up to about twice as slow.
 TIME_LIMIT = 60
-OVER_BUDGET_LIMIT = 90
-OVER_BUDGET = {"book/attention", "book/bottleneck", "book/capstone", "book/causal_masking",
-               "book/encoder_decoder"}
 
 # sphinx-thebe (pulled in by Jupyter Book 1) writes its config script twice on
 # notebook pages; the second `const` fails. Live code is off, so it is harmless.
@@ -45,8 +41,7 @@ def test_every_page_executes_within_its_time_limit(site):
     notebooks = {str(p.relative_to(REPO).with_suffix("")) for p in (REPO / "book").glob("*.ipynb")}
     assert notebooks and notebooks <= set(runtimes), f"missing from the table: {notebooks - set(runtimes)}"
     for document, seconds in runtimes.items():
-        limit = OVER_BUDGET_LIMIT if document in OVER_BUDGET else TIME_LIMIT
-        assert seconds < limit, f"{document} took {seconds:.1f} s, more than {limit} s"
+        assert seconds < TIME_LIMIT, f"{document} took {seconds:.1f} s, more than {TIME_LIMIT} s"
 
 
 def test_launch_buttons_on_notebook_pages(site):
