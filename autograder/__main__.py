@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from autograder import RELEASE_DIR, REPO, UsageError, assignments
+from autograder import REPO, UsageError, assignments
 from autograder import course as c
 from autograder.config import SUBMISSION_BUDGET_S
 from autograder.report import SIMILARITY
@@ -146,11 +146,11 @@ def _bundle(args):
     if args.course:  # what the course folder released (with its due date)
         notebook = c.released_notebook(c.existing_course(args.course), assignment)
     else:  # the repository's own release
-        notebook = Path(REPO, RELEASE_DIR, assignment, f"{assignment}.ipynb")
+        notebook = c.released_notebook(REPO, assignment)
     out = args.out or Path(f"{assignment}.zip")
     if not out.resolve().parent.is_dir():
         raise UsageError(f"--out {out}: its folder does not exist")
-    print(f"wrote {out}: {', '.join(write_bundle(notebook, out))}")
+    print(f"wrote {out}: {', '.join(write_bundle(notebook, out, assignment))}")
 
 
 def _validate(args):
@@ -160,7 +160,7 @@ def _validate(args):
     for notebook in args.notebooks:
         problems = validate(notebook)
         failed = failed or bool(problems)
-        print(f"{notebook}: " + ("every visible test passes" if not problems else f"{len(problems)} problem(s)"))
+        print(f"{notebook}: {problems.summary()}")
         for problem in problems:
             print(f"  - {problem}")
     sys.exit(1 if failed else 0)

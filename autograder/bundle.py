@@ -27,12 +27,35 @@ Or open it online, nothing to install:
 """
 
 
-def write_bundle(notebook: Path, out: Path) -> list:
-    """Write the zip of the released `notebook` to `out`; returns its entries."""
+README_ZH = """\
+作业 {a}
+
+1. 在 Jupyter 中打开 {a}/{a}.ipynb（或者把它上传到 Google Colab：
+   File -> Upload notebook）。它的第一个代码单元格会在缺少课程软件包的
+   地方安装它；请按顺序运行各个单元格。
+2. 把每个答案写在含有 `raise NotImplementedError()` 的单元格里，然后运行
+   它下面的可见测试。
+3. 提交之前：重启并运行全部单元格，每个可见测试都必须通过。如果安装了
+   课程，`python -m autograder validate {a}.ipynb` 会像批改程序那样检查它。
+4. 就用 {a}.ipynb 这个文件名，把这个文件本身提交到老师收作业的地方。
+
+也可以在线打开，不用安装任何东西：
+  Colab:  {colab}
+  Binder: {binder}
+"""
+
+
+def write_bundle(notebook: Path, out: Path, assignment: str = None) -> list:
+    """Write the zip of the released `notebook` (of `assignment`, by default
+    its name) to `out`, with a README in the notebook's language; returns its entries."""
+    import json
+
     a = notebook.stem
-    links = exercise_links(a)
+    links = exercise_links(assignment or a)
+    language = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("edgpt", {}).get("language")
+    readme = README_ZH if language == "zh_CN" else README
     entries = {f"{a}/{a}.ipynb": notebook.read_bytes(),
-               f"{a}/README.txt": README.format(a=a, colab=links["Colab"], binder=links["Binder"]).encode()}
+               f"{a}/README.txt": readme.format(a=a, colab=links["Colab"], binder=links["Binder"]).encode()}
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in entries.items():
             z.writestr(name, data)

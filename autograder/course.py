@@ -41,12 +41,19 @@ def _alembic_on_path():
         os.environ["PATH"] = str(shim) + os.pathsep + os.environ["PATH"]
 
 
-def _api(root: Path):
+def _api(root: Path, assignment: str = None):
+    """nbgrader's API on the course at `root`; releasing `assignment`, its
+    answer cells get the stubs of its language."""
     _alembic_on_path()
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
+    from autograder import exercise_translations
+
     config = nbgrader_config(root)
+    if assignment and exercise_translations.english(assignment):
+        config.ClearSolutions.code_stub = {"python": exercise_translations.CODE_STUB}
+        config.ClearSolutions.text_stub = exercise_translations.TEXT_STUB
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
@@ -94,7 +101,7 @@ def open_course(root: Path, assignment: str, due: dt.datetime = None) -> Path:
         if source.exists():
             shutil.rmtree(source)
         shutil.copytree(ours, source)
-        _check(_api(root).generate_assignment(assignment), f"generate_assignment {assignment}")
+        _check(_api(root, assignment).generate_assignment(assignment), f"generate_assignment {assignment}")
     if due is not None:
         with gradebook(root) as gb:
             gb.update_or_create_assignment(assignment, duedate=due.astimezone(dt.timezone.utc).replace(tzinfo=None))

@@ -24,6 +24,7 @@ import re
 import textwrap
 
 from autograder import REPO, SOURCE_DIR, UsageError
+from autograder.exercise_translations import english
 
 _MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.M)
 
@@ -33,6 +34,8 @@ def answer_definitions():
     class of every solution notebook, in notebook order."""
     out = []
     for path in sorted((REPO / SOURCE_DIR).glob("*/*.ipynb")):
+        if english(path.parent.name):
+            continue  # a Chinese release: the same code
         nb = json.loads(path.read_text(encoding="utf-8"))
         for cell in nb["cells"]:
             meta = cell.get("metadata", {}).get("nbgrader", {})

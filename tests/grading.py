@@ -6,9 +6,18 @@ import re
 
 from autograder import RELEASE_DIR, REPO, SOURCE_DIR
 from autograder.course import open_course
+from autograder.exercise_translations import chinese
 from autograder.grading import autograde, sandboxed_autograde
 
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 _SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*(\n|\Z)", re.MULTILINE)
+
+
+def text_stub(assignment):
+    """What nbgrader leaves in a released written-answer cell of `assignment`."""
+    from autograder import exercise_translations
+
+    return exercise_translations.TEXT_STUB if exercise_translations.english(assignment) else "YOUR ANSWER HERE"
 
 
 def _source(cell):
@@ -159,8 +168,8 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
     # The book's own code (edgpt's graded names) is a correct answer too.
     correct = {**correct, "book_code_from_edgpt": book_answers(assignment)}
 
-    def the_catalog():
-        solution = answer_cells(assignment)
+    def the_catalog(release=assignment):
+        solution = answer_cells(release)
         catalog = {name: {cell: mutate(solution[cell], edits)}
                    for name, (cell, edits, _, _) in wrong.items()}
         catalog.update(correct)
@@ -169,6 +178,21 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
     @pytest.fixture(scope="module")
     def graded(tmp_path_factory):
         return grade_catalog(assignment, tmp_path_factory.mktemp(assignment), the_catalog())
+
+    @pytest.fixture(scope="module")
+    def graded_in_chinese(tmp_path_factory):
+        release = chinese(assignment)
+        return grade_catalog(release, tmp_path_factory.mktemp(release), the_catalog(release))
+
+    @pytest.mark.slow
+    def test_chinese_release_grades_every_submission_alike(graded, graded_in_chinese):
+        # The same tests in another language: every test cell of every
+        # submission scores the same, and a mistake is explained in Chinese.
+        scores = lambda results: {s: {t: r["score"] for t, r in v["tests"].items()} for s, v in results.items()}
+        assert scores(graded_in_chinese) == scores(graded)
+        for name, (_, _, test_cell, _) in wrong.items():
+            messages = graded_in_chinese[name]["tests"][test_cell]["messages"]
+            assert any(_CJK.search(m) for m in messages), f"{name}: {test_cell} said {messages}"
 
     @pytest.mark.slow
     def test_sandbox_agrees_with_plain_nbgrader(graded, tmp_path):
@@ -241,7 +265,7 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
         # and the feedback page), is never flagged as missing, and is not
         # part of the automatic score.
         solution = answer_cells(assignment, kinds=["markdown"])
-        for student, text in (("solution", lambda g: solution[g]), ("untouched", lambda g: "YOUR ANSWER HERE")):
+        for student, text in (("solution", lambda g: solution[g]), ("untouched", lambda g: text_stub(assignment))):
             assert set(graded[student]["written"]) == set(written)
             for grade_id in written:
                 assert graded[student]["written"][grade_id]["text"].strip() == text(grade_id).strip()
@@ -254,11 +278,11 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
                        if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id]
             meta = cell["metadata"]["nbgrader"]
             assert cell["cell_type"] == "markdown" and meta["grade"] and meta["solution"]
-            assert _source(cell).strip() == "YOUR ANSWER HERE"
+            assert _source(cell).strip() == text_stub(assignment)
             assert "Rubric" in answer_cells(assignment)[grade_id]
 
     tests = {f.__name__: f for f in (
-        graded, test_solution_gets_full_marks, test_solution_notebook_runs_within_its_time_limit,
+        graded, graded_in_chinese, test_chinese_release_grades_every_submission_alike, test_solution_gets_full_marks, test_solution_notebook_runs_within_its_time_limit,
         test_untouched_exercise_gets_zero, test_wrong_implementation_loses_points_with_a_message,
         test_differently_written_correct_implementation_gets_full_marks,
         test_catalog_covers_every_graded_item, test_written_answers_are_left_to_the_instructor,

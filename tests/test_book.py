@@ -126,9 +126,9 @@ def _render_all(pg):
     pg.evaluate("window.scrollTo(0, 0)")
 
 
-def test_chapter_page_renders_math_diagrams_and_figures(page, server):
+def test_chapter_page_renders_math_diagrams_and_figures(page, server, edition):
     ARTIFACTS.mkdir(exist_ok=True)
-    page.goto(f"{server}/book/multi_head_attention.html", wait_until="networkidle")
+    page.goto(f"{server}/{edition}book/multi_head_attention.html", wait_until="networkidle")
     _render_all(page)
     n_math = page.eval_on_selector_all(".math", "els => els.length")
     n_rendered = page.eval_on_selector_all(".math mjx-container", "els => els.length")
@@ -142,26 +142,31 @@ def test_chapter_page_renders_math_diagrams_and_figures(page, server):
     figures = [src for src, width in images if src and "_images/" in src]
     assert len(figures) >= 5, images
     assert all(width for _, width in images), f"images that did not load: {images}"
-    page.screenshot(path=str(ARTIFACTS / "chapter_page.png"))
+    page.screenshot(path=str(ARTIFACTS / f"chapter_page{_suffix(edition)}.png"))
     assert page.outside == [], f"requests left localhost: {page.outside}"
     assert page.errors == [], page.errors
 
 
-def test_text_page_renders_its_diagram(page, server):
-    page.goto(f"{server}/book/intro.html", wait_until="networkidle")
+def test_text_page_renders_its_diagram(page, server, edition):
+    page.goto(f"{server}/{edition}book/intro.html", wait_until="networkidle")
     _render_all(page)
     assert page.eval_on_selector_all("pre.mermaid svg", "els => els.length") >= 1
-    page.screenshot(path=str(ARTIFACTS / "text_page.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"text_page{_suffix(edition)}.png"), full_page=True)
     assert page.outside == [], f"requests left localhost: {page.outside}"
     assert page.errors == [], page.errors
 
 
-def test_search_finds_a_term(page, server):
-    page.goto(f"{server}/search.html?q=saturates", wait_until="networkidle")
+@pytest.mark.parametrize("language, term, found", [("en", "saturates", "multi_head_attention.html"),
+                                                  ("zh", "注意力", "attention.html")])
+def test_search_finds_a_term(page, server, site, language, term, found, request):
+    prefix = "" if language == "en" else "zh/"
+    if prefix:
+        request.getfixturevalue("zh_site")
+    page.goto(f"{server}/{prefix}search.html?q={term}", wait_until="networkidle")
     page.wait_for_selector("#search-results li", timeout=30_000)
     links = page.eval_on_selector_all("#search-results li a", "els => els.map(e => e.href)")
-    assert any("multi_head_attention.html" in href for href in links), links
-    page.screenshot(path=str(ARTIFACTS / "search_page.png"))
+    assert any(href.endswith(found) for href in links), links
+    page.screenshot(path=str(ARTIFACTS / f"search_page_{language}.png"))
     assert page.outside == [], f"requests left localhost: {page.outside}"
 
 
@@ -172,6 +177,7 @@ def test_a_notebook_that_raises_fails_the_build(tmp_path, cell, builds):
     import nbformat
 
     shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
+    shutil.copytree(REPO / "book/_ext", tmp_path / "book/_ext")  # the configuration's own extension
     (tmp_path / "book/_static").mkdir(parents=True)
     (tmp_path / "book/intro.md").write_text("# Intro\n", encoding="utf-8")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Page"),
@@ -228,6 +234,11 @@ _MEASURE_FIGURES = """() => [...document.querySelectorAll('main .cell_output img
 })"""
 
 
+def _suffix(edition):
+    """Screenshot names: chapter_page.png for English, chapter_page_zh.png for Chinese."""
+    return "_" + edition.strip("/") if edition else ""
+
+
 def _pages_with(site, marker):
     return sorted(str(p.relative_to(site).with_suffix("")) for p in (site / "book").glob("*.html")
                   if marker in p.read_text(encoding="utf-8"))
@@ -243,17 +254,18 @@ def _settle(pg):
 
 
 @pytest.mark.parametrize("screen", list(SCREENS))
-def test_diagrams_and_figures_are_readable(browser, server, site, screen):
+def test_diagrams_and_figures_are_readable(browser, server, site, screen, edition):
     ARTIFACTS.mkdir(exist_ok=True)
     pg = _new_page(browser, server, **SCREENS[screen])
+    root, screen_name = site / edition, screen + _suffix(edition)
     width = SCREENS[screen]["viewport"]["width"]
     try:
-        diagram_pages = _pages_with(site, 'class="mermaid"')
-        figure_pages = _pages_with(site, 'src="../_images/')
+        diagram_pages = _pages_with(root, 'class="mermaid"')
+        figure_pages = _pages_with(root, 'src="../_images/')
         assert set(DIAGRAM_SHOTS.values()) <= set(diagram_pages) and len(diagram_pages) >= 5, diagram_pages
         report = []
         for name in sorted(set(diagram_pages) | set(figure_pages)):
-            pg.goto(f"{server}/{name}.html", wait_until="networkidle")
+            pg.goto(f"{server}/{edition}{name}.html", wait_until="networkidle")
             _settle(pg)
             # The page itself never scrolls sideways: what is wide scrolls in its box.
             page_width = pg.evaluate("document.scrollingElement.scrollWidth")
@@ -278,19 +290,19 @@ def test_diagrams_and_figures_are_readable(browser, server, site, screen):
                     assert f["shown"] >= MIN_FIGURE_SCALE * f["natural"] - 1, f"{name}: figure shrunk {f}"
                 else:  # as before: the figure fits the column, at most at its natural size
                     assert f["shown"] <= min(f["natural"], f["column"]) + 1, f"{name}: {f}"
-        print(f"\n{screen} ({width} px): page, kind, natural px, shown px, smallest text px, layout")
+        print(f"\n{screen_name} ({width} px): page, kind, natural px, shown px, smallest text px, layout")
         for row in report:
             print("  ", *row)
 
         # For a person to look at: two diagrams and a page of wide figures.
         for shot, name in DIAGRAM_SHOTS.items():
-            pg.goto(f"{server}/{name}.html", wait_until="networkidle")
+            pg.goto(f"{server}/{edition}{name}.html", wait_until="networkidle")
             _settle(pg)
             pre = pg.query_selector("pre.mermaid")
             pg.evaluate("(pre) => window.scrollBy(0, pre.getBoundingClientRect().top - 60)", pre)
             pg.wait_for_timeout(200)
-            pg.screenshot(path=str(ARTIFACTS / f"{shot}_{screen}.png"))
-        pg.goto(f"{server}/{FIGURE_SHOT}.html", wait_until="networkidle")
+            pg.screenshot(path=str(ARTIFACTS / f"{shot}_{screen_name}.png"))
+        pg.goto(f"{server}/{edition}{FIGURE_SHOT}.html", wait_until="networkidle")
         _settle(pg)
         widest = pg.evaluate_handle(
             "() => [...document.querySelectorAll('main .cell_output img')]"
@@ -298,7 +310,7 @@ def test_diagrams_and_figures_are_readable(browser, server, site, screen):
         assert widest is not None, f"{FIGURE_SHOT} shows no figure"
         pg.evaluate("(img) => window.scrollBy(0, img.getBoundingClientRect().top - 60)", widest)
         pg.wait_for_timeout(200)
-        pg.screenshot(path=str(ARTIFACTS / f"figure_{screen}.png"))
+        pg.screenshot(path=str(ARTIFACTS / f"figure_{screen_name}.png"))
         assert pg.outside == [], f"requests left localhost: {pg.outside}"
         assert pg.errors == [], pg.errors
     finally:

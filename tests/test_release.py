@@ -5,6 +5,8 @@ import pytest
 
 from autograder import RELEASE_DIR, REPO, SOURCE_DIR, assignments
 from autograder.course import release
+from autograder.exercise_translations import chinese, english
+from grading import text_stub
 
 pytestmark = pytest.mark.slow
 
@@ -15,8 +17,10 @@ def test_every_solution_has_a_released_exercise_and_a_book_page():
     assert ALL, "no assignment found in solutions/"
     for assignment in ALL:
         assert (REPO / RELEASE_DIR / assignment).is_dir(), f"exercises/{assignment} is missing"
-        assert (REPO / "book" / f"{assignment}.ipynb").exists(), f"book/{assignment}.ipynb is missing"
-        assert (REPO / "tests" / f"test_{assignment}.py").exists(), f"tests/test_{assignment}.py is missing"
+        name = english(assignment) or assignment  # a Chinese release shares its page and tests
+        assert (REPO / "book" / f"{name}.ipynb").exists(), f"book/{name}.ipynb is missing"
+        assert (REPO / "tests" / f"test_{name}.py").exists(), f"tests/test_{name}.py is missing"
+    assert sorted(a for a in ALL if english(a)) == sorted(chinese(a) for a in ALL if not english(a))
 
 
 @pytest.mark.parametrize("assignment", ALL)
@@ -43,6 +47,6 @@ def test_exercise_holds_no_solution_and_no_hidden_test(assignment):
     stubs = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("solution")]
     code = [c for c in stubs if c["cell_type"] == "code"]
     assert code and all("raise NotImplementedError()" in "".join(c["source"]) for c in code)
-    assert all("".join(c["source"]).strip() == "YOUR ANSWER HERE"
+    assert all("".join(c["source"]).strip() == text_stub(assignment)
                for c in stubs if c["cell_type"] == "markdown")
     assert len(nb["cells"]) == len(json.loads(source.read_text(encoding="utf-8"))["cells"])

@@ -29,7 +29,7 @@ def _make_targets():
 
 def _readme_commands():
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"## Two commands.*?```bash\n(.*?)```", text, re.S).group(1)
+    block = re.search(r"## Three commands.*?```bash\n(.*?)```", text, re.S).group(1)
     return {line.split("#")[0].strip() for line in block.splitlines() if line.strip()}
 
 
@@ -56,7 +56,8 @@ def test_the_book_is_built_with_the_readme_command_and_deployed_on_push_to_main(
     flow = _load("book.yml")
     assert flow["on"]["push"]["branches"] == ["main"]
     runs = [step["run"] for step in _steps(flow) if "run" in step]
-    assert "make book" in runs and "make book" in _readme_commands()
+    assert "make book && make book-zh" in runs  # both editions: the Chinese lands in _build/html/zh
+    assert {"make book", "make book-zh"} <= set(_readme_commands())
     uses = [step["uses"].split("@")[0] for step in _steps(flow) if "uses" in step]
     assert uses[-3:] == ["actions/configure-pages", "actions/upload-pages-artifact", "actions/deploy-pages"]
     (upload,) = [s for s in _steps(flow) if s.get("uses", "").startswith("actions/upload-pages-artifact")]
@@ -69,7 +70,7 @@ def test_the_book_is_built_with_the_readme_command_and_deployed_on_push_to_main(
 def test_the_class_edition_is_published_when_the_repository_asks_for_it():
     flow = _load("book.yml")
     steps = {step.get("if"): step["run"] for step in _steps(flow) if "run" in step and "make book" in step["run"]}
-    assert steps == {"vars.BOOK_EDITION != 'class'": "make book",
+    assert steps == {"vars.BOOK_EDITION != 'class'": "make book && make book-zh",
                      "vars.BOOK_EDITION == 'class'": "make book-class && mv _build/class/_build/html _build/html"}
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"^book-class:.*\n\tEDGPT_EDITION=class .*--path-output _build/class$", makefile, re.M)
