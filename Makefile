@@ -42,8 +42,9 @@ book-zh: $(BIN)/.installed $(MERMAID)
 
 # First the book, built alone as `make book` builds it (every page executed:
 # `--all`), so that the execution times its status page reports are measured
-# on an otherwise idle machine; then every test, in two processes (one per
-# core; a test file stays in one process), against that site.
+# on an otherwise idle machine; then the Chinese edition (make book-zh); then
+# every test, in two processes (one per core; a test file stays in one
+# process), against both.
 # On a fresh machine the venv (gigabytes) has just been written: flush it to
 # disk and import what the pages import once, so that neither is counted
 # against the first page (a clean clone's first page took 10 s longer).

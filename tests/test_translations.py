@@ -148,3 +148,32 @@ def test_search_in_chinese_finds_the_page_about_it(zh_site):
     assert "book/attention" in pages("注意力")
     assert "book/causal_masking" in pages("掩码")
     assert "book/glossary" in pages("词元")
+
+
+# The questions of the source notes (../shared/seeds), in their own words,
+# each at the start of the section that answers it.
+NOTES_QUESTIONS = {
+    "book/encoder_decoder_idea": ["编码器-解码器架构 到底是什么？可不可以给我个例子讲解？", "h, x, s, y到底是啥"],
+    "book/encoder_decoder": ["h, x, s, y到底是啥"],
+    "book/embedding_vs_encoder": ["这不是相当于还是有编码？为啥这种通过嵌入层转化为向量表示不算编码？",
+                                  "transformer模型中的token的向量编码"],
+    "book/feed_forward": ["这里的前反馈机制是具体的是什么意思？"],
+    "book/multi_head_attention": ["多头注意力机制，具体是什么？"],
+    "book/causal_masking": ["GPT 只使用transformer的 decode为什么它还是transform模型呢？",
+                            "因果遮掩 (Causal Masking) 是推理的时候还是调优的时候？",
+                            "如果是这样的话，只看到之前的内容，那与RNN的区别是什么？",
+                            "gpt什么叫只有解码器，那对于这个只有解码器来说，他的输入的是一个固定长度的向量么？"],
+    "book/bert_gpt_t5": ["具体在分类问题上的话，也有大量使用GPT来做的?"],
+    "book/capstone": ["这个和只用decoder的gpt有什么区别？"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", sorted(NOTES_QUESTIONS))
+def test_the_notes_questions_open_the_sections_that_answer_them(site, zh_site, page):
+    for root in (site, zh_site):
+        html = (root / f"{page}.html").read_text(encoding="utf-8")
+        for question in NOTES_QUESTIONS[page]:
+            # a section's heading, then (after its anchor) the quoted question
+            pattern = r"</h[1-3]>\s*<blockquote>\s*<div>\s*<p>笔记 \d{3}：" + re.escape(question)
+            assert re.search(pattern, html), f"{root.name}/{page}: {question}"
