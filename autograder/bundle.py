@@ -2,9 +2,11 @@
 README on checking and handing it in. Nothing from `solutions/` goes in: the
 notebook is the released one, whose answer cells are stubs and whose hidden
 test cells are empty."""
+import json
 import zipfile
 from pathlib import Path
 
+from autograder.exercise_translations import LANGUAGE, language_of
 from autograder.publish import exercise_links
 
 README = """\
@@ -48,12 +50,10 @@ README_ZH = """\
 def write_bundle(notebook: Path, out: Path, assignment: str = None) -> list:
     """Write the zip of the released `notebook` (of `assignment`, by default
     its name) to `out`, with a README in the notebook's language; returns its entries."""
-    import json
-
     a = notebook.stem
     links = exercise_links(assignment or a)
-    language = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("edgpt", {}).get("language")
-    readme = README_ZH if language == "zh_CN" else README
+    chinese = language_of(json.loads(notebook.read_text(encoding="utf-8"))) == LANGUAGE
+    readme = README_ZH if chinese else README
     entries = {f"{a}/{a}.ipynb": notebook.read_bytes(),
                f"{a}/README.txt": readme.format(a=a, colab=links["Colab"], binder=links["Binder"]).encode()}
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:

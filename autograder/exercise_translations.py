@@ -27,13 +27,16 @@ catalogs along with the book's.
 import ast
 import copy
 import io
+import json
 import re
+import tempfile
 import tokenize
+from pathlib import Path
 
 from autograder import REPO, SOURCE_DIR, UsageError
+from autograder.translations import LANGUAGE, _read, _write, markup_problems, merge, stale_reason
 
 SUFFIX = "_zh"  # the Chinese release of assignment `a` is the assignment `a_zh`
-LANGUAGE = "zh_CN"
 CATALOGS = REPO / "locales" / LANGUAGE / "LC_MESSAGES" / "exercises"
 # What nbgrader leaves in an answer cell of the Chinese release (its English
 # defaults: "# YOUR CODE HERE" and "YOUR ANSWER HERE").
@@ -53,6 +56,14 @@ def chinese(assignment):
 def english(assignment):
     """The assignment a Chinese release translates, or None for an English one."""
     return assignment[: -len(SUFFIX)] if assignment.endswith(SUFFIX) else None
+
+
+def language_of(nb):
+    """The language a notebook (a release, or its instructor's source) records
+    it is in: LANGUAGE for a Chinese release, "en" for the others."""
+    meta = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
+    edgpt = meta.get("edgpt") if isinstance(meta.get("edgpt"), dict) else {}
+    return edgpt.get("language", "en")
 
 
 def catalog_path(assignment):
@@ -236,8 +247,6 @@ def string_problems(english, chinese):
 
 def problems(context, english, chinese):
     """[reason] a translation of one unit fails, by its kind."""
-    from autograder.translations import markup_problems
-
     if not chinese.strip():
         return ["empty"]
     if context == "string":
@@ -251,8 +260,6 @@ def problems(context, english, chinese):
 
 def _translations(assignment):
     """{(context, English): Chinese} of the catalog, translated and current only."""
-    from autograder.translations import _read
-
     path = catalog_path(assignment)
     if not path.exists():
         raise UsageError(f"{_shown(path)} is missing: run `python -m autograder.translations update`")
@@ -333,7 +340,7 @@ def template(assignment):
     from babel.messages.catalog import Catalog
 
     path = source_path(assignment)
-    nb = __import__("json").loads(path.read_text(encoding="utf-8"))
+    nb = json.loads(path.read_text(encoding="utf-8"))
     catalog = Catalog(project="Encoder-Decoder vs GPT", fuzzy=False)
     rel = f"{SOURCE_DIR}/{assignment}/{path.name}"
     for index, context, text in units(nb):
@@ -349,11 +356,6 @@ def template(assignment):
 
 def _with_templates(work):
     """Call work({assignment: .pot path}) with every assignment's template written out."""
-    import tempfile
-    from pathlib import Path
-
-    from autograder.translations import _write
-
     with tempfile.TemporaryDirectory() as tmp:
         pots = {}
         for a in english_assignments():
@@ -364,15 +366,11 @@ def _with_templates(work):
 
 def update():
     """Merge every assignment's units into its catalog: {assignment: (new, changed, gone)}."""
-    from autograder.translations import merge
-
     return _with_templates(lambda pots: {a: merge(pot, catalog_path(a)) for a, pot in pots.items()})
 
 
 def stale_units():
     """[(assignment, "file:cell", reason, first words)] of every unit without a current translation."""
-    from autograder.translations import _read
-
     def work(pots):
         found = []
         for a, pot in pots.items():
@@ -381,9 +379,7 @@ def stale_units():
             for unit in _read(pot):
                 if not unit.id:
                     continue
-                twin = done.get((unit.context, unit.id))
-                reason = ("no translation" if twin is None or not twin.string
-                          else "the English changed (fuzzy)" if twin.fuzzy else None)
+                reason = stale_reason(done.get((unit.context, unit.id)))
                 if reason:
                     where = ", ".join(f"{f}:cell {n}" for f, n in unit.locations[:1])
                     found.append((a, where, f"{reason} ({unit.context})", " ".join(unit.id.split())[:60]))
@@ -391,17 +387,3 @@ def stale_units():
 
     return _with_templates(work)
 
-
-def lint(paths):
-    """[(path, line, first words, problem)] for exercise catalogs `paths`."""
-    from pathlib import Path
-
-    from autograder.translations import _read
-
-    found = []
-    for path in paths:
-        for m in _read(Path(path), locale=LANGUAGE):
-            if m.id and m.string:
-                for problem in problems(m.context, m.id, m.string):
-                    found.append((str(path), m.lineno, " ".join(m.id.split())[:50], problem))
-    return found

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from autograder import SOURCE_DIR
 from autograder.course import existing_course, released_notebook
+from autograder.exercise_translations import LANGUAGE, language_of
 from autograder.markdown import literal, text, with_mathml
 from autograder.results import assign_late_penalties, hand_grades, load
 from autograder.trusted import COPY_FLAG
@@ -74,13 +75,12 @@ def in_language(message, language):
     return message
 
 
-def language_of(root, assignment):
+def release_language(root, assignment):
     """The language of `assignment`'s release, as its instructor's notebook records it."""
     import json
 
     (source,) = (Path(root) / SOURCE_DIR / assignment).glob("*.ipynb")
-    meta = json.loads(source.read_text(encoding="utf-8")).get("metadata", {}).get("edgpt", {})
-    return meta.get("language", "en")
+    return language_of(json.loads(source.read_text(encoding="utf-8")))
 
 
 def feedback(root: Path, assignment: str) -> dict:
@@ -93,7 +93,7 @@ def feedback(root: Path, assignment: str) -> dict:
     for student in records:  # hand grading may have changed the score a penalty takes
         assign_late_penalties(root, assignment, student)
     hand = hand_grades(root, assignment)
-    language = language_of(root, assignment)
+    language = release_language(root, assignment)
     pages = {}
     for student, record in records.items():
         nb = nbformat.read(released_path, as_version=4)
@@ -129,7 +129,7 @@ def render(nb, record, hand, title, language="en") -> str:
         cells.append(cell)
     nb.cells = cells
     exporter = HTMLExporter(template_name="feedback", extra_template_basedirs=[str(TEMPLATES)],
-                            language_code="zh" if language == "zh_CN" else "en")  # ISO 639-1 only
+                            language_code="zh" if language == LANGUAGE else "en")  # ISO 639-1 only
     page, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     return page
 

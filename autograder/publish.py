@@ -255,6 +255,11 @@ TEXT_FILES = ["README.md", "book/student_guide.md", "book/instructor_guide.md", 
 
 # ---------------------------------------------------------------- the command
 
+def _notebook_text(nb):
+    """A notebook as this repository stores it."""
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
 def stale():
     """{path: fresh content} for every generated part that differs from what it should be."""
     out = {}
@@ -262,9 +267,9 @@ def stale():
         nb = json.loads(path.read_text(encoding="utf-8"))
         fresh = with_generated_cells(nb, path)
         if fresh != nb:
-            out[path] = json.dumps(fresh, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+            out[path] = _notebook_text(fresh)
     for path, fresh in chinese_sources().items():
-        text = json.dumps(fresh, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+        text = _notebook_text(fresh)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             out[path] = text
     for name in TEXT_FILES:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from autograder import RELEASE_DIR, REPO, UsageError, assignments
+from autograder.exercise_translations import language_of
 
 
 def _read(notebook: Path) -> dict:
@@ -26,14 +27,13 @@ def release_of(nb: dict):
     ids = {(c.get("metadata") or {}).get("nbgrader", {}).get("grade_id") for c in nb["cells"]
            if isinstance(c, dict)} - {None}
     # The Chinese release has the English one's cells: the language the
-    # notebook records (autograder/exercise_translations.py) tells them apart.
-    language = lambda notebook: ((notebook.get("metadata") or {}).get("edgpt") or {}).get("language")  # noqa: E731
+    # notebook records tells them apart.
     best, shared = None, (0, False)
     for assignment in assignments():
         for path in (REPO / RELEASE_DIR / assignment).glob("*.ipynb"):
             released = json.loads(path.read_text(encoding="utf-8"))
             theirs = {c["metadata"].get("nbgrader", {}).get("grade_id") for c in released["cells"]} - {None}
-            fit = (len(ids & theirs), language(released) == language(nb))
+            fit = (len(ids & theirs), language_of(released) == language_of(nb))
             if fit[0] and fit > shared:
                 best, shared = (assignment, released), fit
     if best is None:
@@ -52,7 +52,7 @@ def validate(notebook: Path) -> list:
 
     notebook = Path(notebook)
     assignment, released = release_of(_read(notebook))
-    language = ((released.get("metadata") or {}).get("edgpt") or {}).get("language", "en")
+    language = language_of(released)
     result = grade_submission(assignment, notebook, None, check=released)
     said = lambda m: in_language(m, language)  # noqa: E731
     problems = [SAID[language]["fails"].format(test=test, messages=" / ".join(map(said, r["messages"])))

@@ -159,6 +159,14 @@ def merge(pot, path):
     return new, changed, gone
 
 
+def stale_reason(twin):
+    """Why the translation `twin` (a catalog's message, or None) of a unit is
+    not current, or None when it is."""
+    if twin is None or not twin.string:
+        return "no translation"
+    return "the English changed (fuzzy)" if twin.fuzzy else None
+
+
 def stale_units(templates=None):
     """Every unit of the English pages without a current Chinese twin:
     [(page, "file:line", reason, first words of the English)]. `templates`:
@@ -173,9 +181,7 @@ def stale_units(templates=None):
         for unit in _read(pot):
             if not unit.id:
                 continue
-            twin = translated.get(unit.id)
-            reason = ("no translation" if twin is None or not twin.string
-                      else "the English changed (fuzzy)" if twin.fuzzy else None)
+            reason = stale_reason(translated.get(unit.id))
             if reason:
                 where = ", ".join(f"{file}:{line}" for file, line in unit.locations[:1]) or page
                 words = " ".join(unit.id.split())[:60]
@@ -216,17 +222,19 @@ def markup_problems(english, chinese):
 
 
 def lint(paths):
-    """[(path, line of the msgid, first words, problem)] for .po files `paths`
-    (those of the assignments by `exercise_translations.lint`)."""
+    """[(path, line of the msgid, first words, problem)] for .po files `paths`;
+    an assignment's catalog is checked by the kind of each unit
+    (`exercise_translations.problems`), a page's as Markdown."""
     from autograder import exercise_translations
 
-    exercises = [p for p in paths if Path(p).resolve().parent == exercise_translations.CATALOGS]
-    found = exercise_translations.lint(exercises)
-    for path in (p for p in paths if p not in exercises):
-        for m in _read(Path(path), locale=LANGUAGE):
+    found = []
+    for path in map(Path, paths):
+        exercise = path.resolve().parent == exercise_translations.CATALOGS
+        for m in _read(path, locale=LANGUAGE):
             if m.id and m.string:
-                for problem in markup_problems(m.id, m.string):
-                    found.append((str(path), m.lineno, " ".join(m.id.split())[:50], problem))
+                problems = (exercise_translations.problems(m.context, m.id, m.string) if exercise
+                            else markup_problems(m.id, m.string))
+                found += [(str(path), m.lineno, " ".join(m.id.split())[:50], problem) for problem in problems]
     return found
 
 

@@ -6,7 +6,7 @@ import re
 
 from autograder import RELEASE_DIR, REPO, SOURCE_DIR
 from autograder.course import open_course
-from autograder.exercise_translations import chinese
+from autograder.exercise_translations import TEXT_STUB, chinese, english
 from autograder.grading import autograde, sandboxed_autograde
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -15,9 +15,7 @@ _SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*(\n|\Z)", 
 
 def text_stub(assignment):
     """What nbgrader leaves in a released written-answer cell of `assignment`."""
-    from autograder import exercise_translations
-
-    return exercise_translations.TEXT_STUB if exercise_translations.english(assignment) else "YOUR ANSWER HERE"
+    return TEXT_STUB if english(assignment) else "YOUR ANSWER HERE"
 
 
 def _source(cell):
@@ -195,9 +193,9 @@ def catalog_tests(assignment, max_points, wrong, correct, items, time_limit=90, 
         kept = lambda s, t: s not in wrong or item[t] != wrong[s][0] or t == wrong[s][2]  # noqa: E731
         scores = lambda results: {s: {t: r["score"] for t, r in v["tests"].items() if kept(s, t)}  # noqa: E731
                                   for s, v in results.items()}
-        english, chinese = scores(graded), scores(graded_in_chinese)
-        differ = {s: (english[s], chinese.get(s)) for s in english if english[s] != chinese.get(s)}
-        assert not differ and set(chinese) == set(english), differ
+        in_english, in_chinese = scores(graded), scores(graded_in_chinese)
+        differ = {s: (in_english[s], in_chinese.get(s)) for s in in_english if in_english[s] != in_chinese.get(s)}
+        assert not differ and set(in_chinese) == set(in_english), differ
         for name, (_, _, test_cell, _) in wrong.items():
             messages = graded_in_chinese[name]["tests"][test_cell]["messages"]
             assert any(_CJK.search(m) for m in messages), f"{name}: {test_cell} said {messages}"
